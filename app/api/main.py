@@ -1,0 +1,84 @@
+"""The FastAPI application. With `run_watchers`, the chain watchers run in the same process as asyncio tasks
+started from the lifespan, and APScheduler runs the periodic balance check."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.api import problems
+from app.api.routes import router
+from app.balance_check import check_chain
+from app.errors import SettleError
+from app.indexer import index_chain
+from app.persistence.db import make_engine
+from app.settings import Settings
+from chains.errors import ChainError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, engine: AsyncEngine | None = None, run_watchers: bool = False) -> FastAPI:
+    own_engine = engine is None
+    db = engine or make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[object]] = []
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        if run_watchers:
+            tasks = [asyncio.create_task(_watch(settings, db, chain.name, stop), name=f"watch-{chain.name}")
+                     for chain in settings.chains]
+            scheduler.add_job(_balance_checks, "interval", seconds=settings.balance_check_interval,
+                              args=[settings, db], id="balance-check", max_instances=1, coalesce=True)
+            scheduler.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if own_engine:
+                await db.dispose()
+
+    app = FastAPI(
+        title="Stablecoin settlement tracker",
+        version="0.1.0",
+        description="Reorg-safe, exact tracking of stablecoin transfers touching the company's wallets.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = db
+    problems.install(app)
+    app.include_router(router)
+    return app
+
+
+async def _watch(settings: Settings, engine: AsyncEngine, name: str, stop: asyncio.Event) -> None:
+    """Keep one chain's watcher running; a lost lock or a crash is logged and retried, never fatal to the API."""
+    chain = settings.chain(name)
+    while not stop.is_set():
+        try:
+            await index_chain(settings, engine, chain, once=False, stop=stop)
+        except (SettleError, ChainError) as exc:
+            log.error("watcher %s stopped: %s", name, exc)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=max(chain.poll_interval, 1.0))
+        except TimeoutError:
+            pass
+
+
+async def _balance_checks(settings: Settings, engine: AsyncEngine) -> None:
+    for chain in settings.chains:
+        try:
+            await check_chain(settings, engine, chain)
+        except (SettleError, ChainError) as exc:
+            log.warning("balance check of %s failed: %s", chain.name, exc)

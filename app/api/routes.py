@@ -1,0 +1,141 @@
+"""The /v1 routes: health, chains, transfers. Handlers translate HTTP <-> repositories, nothing more."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.api.schemas import ChainOut, HealthOut, TransferOut, TransferPage
+from app.errors import BadRequest
+from app.persistence import transfers_repo as repo
+from app.settings import Settings
+from app.settlement.amounts import format_units
+from chains.redaction import redact_url
+from chains.types import ChainState, TransferState
+from wallets import InvalidAddress, to_checksum
+
+router = APIRouter(prefix="/v1")
+LAG_DEGRADED = 50
+
+
+def _ctx(request: Request) -> tuple[Settings, AsyncEngine]:
+    return request.app.state.settings, request.app.state.engine
+
+
+async def _chains(settings: Settings, engine: AsyncEngine) -> list[ChainOut]:
+    async with engine.connect() as conn:
+        rows = {r["chain_id"]: r for r in await repo.chain_statuses(conn)}
+    out = []
+    for chain in settings.chains:
+        r = rows.get(chain.chain_id, {})
+        head, cursor = r.get("head"), r.get("cursor_number")
+        endpoints = json.loads(r["endpoints"]) if r.get("endpoints") else [{"url": redact_url(u)} for u in chain.urls]
+        out.append(ChainOut(
+            name=chain.name, chain_id=chain.chain_id, state=r.get("state", "not started"), head=head,
+            indexed=cursor, indexed_hash=r.get("cursor_hash"), safe=r.get("safe"), finalized=r.get("finalized"),
+            lag=(head - cursor) if head is not None and cursor is not None else None,
+            alert=r.get("alert_detail"), last_error=r.get("last_error"), last_error_at=r.get("last_error_at"),
+            updated_at=r.get("updated_at"), endpoints=endpoints,
+        ))
+    return out
+
+
+@router.get("/health", response_model=HealthOut, responses={503: {"description": "a chain is in alert"}})
+async def health(request: Request) -> JSONResponse:
+    """Per-chain lag and state. 503 when any chain is in `alert` (a reorg below finality)."""
+    chains = await _chains(*_ctx(request))
+    status = "ok"
+    if any(c.state == ChainState.ALERT for c in chains):
+        status = "alert"
+    elif any(c.state != ChainState.LIVE or c.lag is None or c.lag > LAG_DEGRADED for c in chains):
+        status = "degraded"
+    body = HealthOut(status=status, chains=[
+        {"name": c.name, "chain_id": c.chain_id, "state": c.state, "lag": c.lag, "last_error": c.last_error}
+        for c in chains])  # type: ignore[misc]
+    return JSONResponse(body.model_dump(mode="json"), status_code=503 if status == "alert" else 200)
+
+
+@router.get("/chains", response_model=list[ChainOut])
+async def chains(request: Request) -> list[ChainOut]:
+    """Head, indexed block, safe and finalized marks, lag, state, last error and (redacted) RPC endpoints."""
+    return await _chains(*_ctx(request))
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+    except ValueError:
+        raise BadRequest("cursor", "not a cursor returned by this endpoint") from None
+
+
+def _encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+
+
+@router.get("/transfers", response_model=TransferPage)
+async def transfers(
+    request: Request,
+    chain: Annotated[str | None, Query(description="chain name")] = None,
+    token: Annotated[str | None, Query(description="token contract address")] = None,
+    wallet: Annotated[str | None, Query(description="our wallet address (either side)")] = None,
+    state: Annotated[TransferState | None, Query()] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> TransferPage:
+    """Indexed transfers in a stable order, keyset-paginated."""
+    settings, engine = _ctx(request)
+    chain_id = _chain_id(settings, chain)
+    query = repo.TransferQuery(
+        chain_id=chain_id,
+        token=_address("token", token),
+        wallet=_address("wallet", wallet),
+        state=state.value if state else None,
+        after_id=_decode_cursor(cursor),
+        limit=limit,
+    )
+    async with engine.connect() as conn:
+        rows = await repo.list_transfers(conn, query)
+    items = [_transfer_out(settings, r) for r in rows]
+    next_cursor = _encode_cursor(rows[-1]["id"]) if len(rows) == limit else None
+    return TransferPage(items=items, next_cursor=next_cursor)
+
+
+def _chain_id(settings: Settings, name: str | None) -> int | None:
+    if name is None:
+        return None
+    for chain in settings.chains:
+        if chain.name == name:
+            return chain.chain_id
+    raise BadRequest("chain", f"unknown chain {name!r} (configured: {[c.name for c in settings.chains]})")
+
+
+def _address(field: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return to_checksum(value)
+    except InvalidAddress as exc:
+        raise BadRequest(field, str(exc)) from None
+
+
+def _transfer_out(settings: Settings, r: dict) -> TransferOut:
+    chain = next((c for c in settings.chains if c.chain_id == r["chain_id"]), None)
+    token = next((t for t in settings.tokens if chain and t.chain == chain.name and t.address == r["token"]), None)
+    decimals = token.decimals if token else None
+    return TransferOut(
+        id=r["id"], chain=chain.name if chain else str(r["chain_id"]), chain_id=r["chain_id"],
+        token={"address": r["token"], "symbol": token.symbol if token else None, "decimals": decimals},  # type: ignore[arg-type]
+        sender=r["sender"], recipient=r["recipient"],
+        amount=format_units(r["amount"], decimals) if decimals is not None else None,
+        amount_base_units=str(r["amount"]), tx_hash=r["tx_hash"], log_index=r["log_index"],
+        block_number=r["block_number"], block_hash=r["block_hash"], block_time=r["block_time"],
+        state=r["state"], seen_at=r["seen_at"], confirmed_at=r["confirmed_at"], finalized_at=r["finalized_at"],
+        orphaned_at=r["orphaned_at"],
+    )

@@ -1,0 +1,214 @@
+"""The `settle` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from app.errors import SettleError
+from app.settings import Settings, load_settings
+
+cli = typer.Typer(help="Stablecoin settlement tracker.", no_args_is_help=True, add_completion=False)
+db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
+chains_cli = typer.Typer(help="Chains: status and incident handling.", invoke_without_command=True)
+balances_cli = typer.Typer(help="Balance checks against balanceOf.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(chains_cli, name="chains")
+cli.add_typer(balances_cli, name="balances")
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="settle.toml path")]
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@cli.callback()
+def _root(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    try:
+        ctx.obj = load_settings(config)
+    except SettleError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+    from app.logs import configure_logging
+
+    configure_logging(ctx.obj)
+
+
+def _upgrade(settings: Settings) -> None:
+    from app.persistence.migrate import upgrade
+
+    upgrade(settings.database_url)
+
+
+@db_cli.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Apply the schema migrations (idempotent)."""
+    _upgrade(_settings(ctx))
+    console.print("database is at the latest schema")
+
+
+@cli.command("index")
+def index(
+    ctx: typer.Context,
+    chain: Annotated[str | None, typer.Option(help="only this chain")] = None,
+    once: Annotated[bool, typer.Option("--once", help="stop when caught up to the head")] = False,
+) -> None:
+    """Index Transfers from each chain's start block to the head, then follow the head."""
+    from app.indexer import index_chains
+    from app.persistence.db import make_engine
+
+    settings = _settings(ctx)
+    chains = [settings.chain(chain)] if chain else settings.chains
+    if not chains:
+        err.print("no chains configured")
+        raise typer.Exit(2)
+    _upgrade(settings)
+
+    async def run() -> None:
+        engine = make_engine(settings.database_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console, transient=False) as progress:
+            tasks: dict[str, object] = {}
+
+            def on_progress(name: str, block: int, head: int) -> None:
+                if name not in tasks:
+                    tasks[name] = progress.add_task(name, total=head, completed=block)
+                progress.update(tasks[name], completed=block, total=head)  # type: ignore[arg-type]
+
+            try:
+                await index_chains(settings, engine, chains, once=once, stop=stop, on_progress=on_progress)
+            finally:
+                await engine.dispose()
+
+    _run(run())
+    if once:
+        console.print("caught up")
+
+
+def _run(coro: object) -> None:
+    from chains.errors import ChainError
+
+    try:
+        asyncio.run(coro)  # type: ignore[arg-type]
+    except (SettleError, ChainError) as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        raise typer.Exit(1) from None
+
+
+@chains_cli.callback()
+def chains_status(ctx: typer.Context) -> None:
+    """Head, indexed, safe, finalized, lag and last error per chain."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from app.api.routes import _chains
+    from app.persistence.db import make_engine
+
+    settings = _settings(ctx)
+    _upgrade(settings)
+
+    async def run() -> list:
+        engine = make_engine(settings.database_url)
+        try:
+            return await _chains(settings, engine)
+        finally:
+            await engine.dispose()
+
+    rows: list = []
+
+    async def collect() -> None:
+        rows.extend(await run())
+
+    _run(collect())
+    table = Table("chain", "id", "state", "head", "indexed", "safe", "finalized", "lag", "last error")
+    for c in rows:
+        table.add_row(c.name, str(c.chain_id), c.state, *(str(v) if v is not None else "-" for v in (
+            c.head, c.indexed, c.safe, c.finalized, c.lag)), (c.alert or c.last_error or "")[:80])
+    console.print(table)
+
+
+@chains_cli.command("allow-deep-reorg")
+def allow_deep_reorg(ctx: typer.Context, name: str) -> None:
+    """Incident response: let the watcher of a chain in `alert` roll back below finality (recorded as deep)."""
+    from app.persistence.db import make_engine
+    from app.persistence.watcher_store import SqlWatcherStore
+
+    settings = _settings(ctx)
+    chain = settings.chain(name)
+
+    async def run() -> None:
+        engine = make_engine(settings.database_url)
+        try:
+            if not await SqlWatcherStore(engine).allow_deep_reorg(chain.chain_id):
+                raise SettleError(f"chain {name} is not in alert")
+        finally:
+            await engine.dispose()
+
+    _run(run())
+    console.print(f"{name}: the next pass may roll back below finality")
+
+
+@balances_cli.command("check")
+def balances_check(
+    ctx: typer.Context, chain: Annotated[str | None, typer.Option(help="only this chain")] = None
+) -> None:
+    """Compare indexed balances with balanceOf at the indexed block; store and print the differences."""
+    from app.balance_check import check_chain
+    from app.persistence.db import make_engine
+    from app.settlement.amounts import format_units
+
+    settings = _settings(ctx)
+    chains = [settings.chain(chain)] if chain else settings.chains
+    results: list = []
+
+    async def run() -> None:
+        engine = make_engine(settings.database_url)
+        try:
+            for c in chains:
+                results.extend((c, r) for r in await check_chain(settings, engine, c))
+        finally:
+            await engine.dispose()
+
+    _run(run())
+    table = Table("chain", "wallet", "token", "block", "indexed", "balanceOf", "difference")
+    for c, r in results:
+        decimals = next(t.decimals for t in settings.tokens_on(c) if t.address == r.token)
+        table.add_row(c.name, r.wallet, r.symbol, str(r.block_number), format_units(r.indexed, decimals),
+                      format_units(r.onchain, decimals), format_units(r.difference, decimals))
+    console.print(table)
+
+
+@cli.command("serve")
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    watchers: Annotated[bool, typer.Option("--watchers/--no-watchers", help="run the chain watchers")] = True,
+) -> None:
+    """Run the HTTP API and, in the same process, the chain watchers."""
+    import uvicorn
+
+    from app.api.main import create_app
+
+    settings = _settings(ctx)
+    _upgrade(settings)
+    app = create_app(settings, run_watchers=watchers)
+    uvicorn.run(app, host=host or settings.api.host, port=port or settings.api.port, log_config=None)
+
+
+def main() -> None:
+    cli()

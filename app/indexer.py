@@ -1,0 +1,94 @@
+"""Wiring the chain watchers from the settings: one locked watcher per chain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.persistence.locks import chain_lock
+from app.persistence.watcher_store import SqlWatcherStore
+from app.settings import ChainConfig, Settings
+from chains.rpc import RpcClient
+from chains.types import ChainSpec, Cursor, TokenSpec, WalletSpec
+from chains.watcher import ChainWatcher, Progress
+
+log = logging.getLogger(__name__)
+
+
+def chain_spec(chain: ChainConfig) -> ChainSpec:
+    return ChainSpec(
+        chain_id=chain.chain_id,
+        name=chain.name,
+        start_block=chain.start_block,
+        confirmations=chain.confirmations,
+        finality=chain.finality,
+        max_range=chain.max_getlogs_range,
+        mode=chain.mode,
+        scan_threshold=chain.scan_threshold,
+        poll_interval=chain.poll_interval,
+    )
+
+
+def make_rpc(chain: ChainConfig) -> RpcClient:
+    return RpcClient(chain.urls, timeout=chain.request_timeout, max_retries=chain.max_retries,
+                     failover_lag=chain.failover_lag)
+
+
+@dataclass
+class WatcherHandle:
+    chain: ChainConfig
+    watcher: ChainWatcher
+    rpc: RpcClient
+
+
+def build_watcher(
+    settings: Settings, chain: ChainConfig, store: SqlWatcherStore, *, on_progress: Progress | None = None
+) -> WatcherHandle:
+    start = chain.start_block
+    tokens = [TokenSpec(t.address, t.symbol, t.decimals, t.start_block if t.start_block is not None else start)
+              for t in settings.tokens_on(chain)]  # type: ignore[arg-type]
+    wallets = [WalletSpec(w.address, w.start_block if w.start_block is not None else start)
+               for w in settings.wallets_on(chain)]
+    rpc = make_rpc(chain)
+    watcher = ChainWatcher(chain_spec(chain), tokens, wallets, rpc, store, on_progress=on_progress)
+    return WatcherHandle(chain, watcher, rpc)
+
+
+async def index_chain(
+    settings: Settings,
+    engine: AsyncEngine,
+    chain: ChainConfig,
+    *,
+    once: bool,
+    stop: asyncio.Event | None = None,
+    on_progress: Progress | None = None,
+) -> Cursor | None:
+    """Index one chain under its lock: until caught up (`once`) or until `stop` is set."""
+    store = SqlWatcherStore(engine)
+    await store.ensure_chain(chain.chain_id, chain.name)
+    handle = build_watcher(settings, chain, store, on_progress=on_progress)
+    try:
+        async with chain_lock(engine, chain.chain_id, settings.data_dir / "locks"):
+            if once:
+                return await handle.watcher.run_until_caught_up()
+            await handle.watcher.run_forever(stop or asyncio.Event())
+            return handle.watcher.cursor
+    finally:
+        await handle.rpc.close()
+
+
+async def index_chains(
+    settings: Settings,
+    engine: AsyncEngine,
+    chains: Sequence[ChainConfig],
+    *,
+    once: bool,
+    stop: asyncio.Event | None = None,
+    on_progress: Progress | None = None,
+) -> list[Cursor | None]:
+    return list(await asyncio.gather(*(
+        index_chain(settings, engine, c, once=once, stop=stop, on_progress=on_progress) for c in chains)))

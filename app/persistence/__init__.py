@@ -1,0 +1,1 @@
+"""Persistence: tables, migrations, repositories. The only place that speaks SQL."""

@@ -1,0 +1,152 @@
+"""Tables (SQLModel). Queries live in the repositories beside this module, never in handlers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from app.persistence.types import BigInt, ExactInt, UTCDateTime
+
+
+def _amount(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(ExactInt(), nullable=nullable)
+
+
+def _time(nullable: bool = True) -> Column:  # type: ignore[type-arg]
+    return Column(UTCDateTime(), nullable=nullable)
+
+
+class ChainStatus(SQLModel, table=True):
+    """One row per chain: the cursor (written with each batch), marks, state and last error."""
+
+    __tablename__ = "chain_status"
+    chain_id: int = Field(sa_column=Column(BigInt(), primary_key=True, autoincrement=False))
+    name: str
+    cursor_number: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
+    cursor_hash: str | None = None
+    head: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
+    safe: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
+    finalized: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
+    state: str = "syncing"
+    alert_detail: str | None = None
+    allow_deep_reorg: bool = False
+    last_error: str | None = None
+    last_error_at: datetime | None = Field(default=None, sa_column=_time())
+    endpoints: str | None = None  # JSON: redacted endpoint health
+    updated_at: datetime | None = Field(default=None, sa_column=_time())
+
+
+class Block(SQLModel, table=True):
+    """The unfinalized block window (plus anchors), for reorg detection."""
+
+    __tablename__ = "blocks"
+    chain_id: int = Field(sa_column=Column(BigInt(), primary_key=True, autoincrement=False))
+    number: int = Field(sa_column=Column(BigInt(), primary_key=True, autoincrement=False))
+    hash: str
+    parent_hash: str
+    timestamp: int = Field(sa_column=Column(BigInt(), nullable=False))
+
+
+class Transfer(SQLModel, table=True):
+    """A business transfer event, unique on (chain_id, tx_hash, log_index); its current observation is unique
+    on (chain_id, block_hash, log_index). Amount in base units."""
+
+    __tablename__ = "transfers"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "tx_hash", "log_index", name="uq_transfers_event"),
+        UniqueConstraint("chain_id", "block_hash", "log_index", name="uq_transfers_observation"),
+        Index("ix_transfers_chain_block", "chain_id", "block_number"),
+        Index("ix_transfers_chain_state_block", "chain_id", "state", "block_number"),
+        Index("ix_transfers_to", "chain_id", "recipient"),
+        Index("ix_transfers_from", "chain_id", "sender"),
+    )
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    chain_id: int = Field(sa_column=Column(BigInt(), nullable=False))
+    token: str
+    sender: str
+    recipient: str
+    amount: int = Field(sa_column=_amount())
+    tx_hash: str
+    log_index: int
+    block_number: int = Field(sa_column=Column(BigInt(), nullable=False))
+    block_hash: str
+    block_time: datetime | None = Field(default=None, sa_column=_time())
+    state: str
+    seen_at: datetime = Field(sa_column=_time(False))
+    confirmed_at: datetime | None = Field(default=None, sa_column=_time())
+    finalized_at: datetime | None = Field(default=None, sa_column=_time())
+    orphaned_at: datetime | None = Field(default=None, sa_column=_time())
+
+
+class TransferOrphaning(SQLModel, table=True):
+    """Evidence kept when a transfer's observation is reorged away (never deleted)."""
+
+    __tablename__ = "transfer_orphanings"
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    transfer_id: int = Field(sa_column=Column(BigInt(), nullable=False, index=True))
+    reorg_id: int = Field(sa_column=Column(BigInt(), nullable=False))
+    chain_id: int = Field(sa_column=Column(BigInt(), nullable=False))
+    block_number: int = Field(sa_column=Column(BigInt(), nullable=False))
+    block_hash: str
+    log_index: int
+    previous_state: str
+    orphaned_at: datetime = Field(sa_column=_time(False))
+
+
+class Reorg(SQLModel, table=True):
+    __tablename__ = "reorgs"
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    chain_id: int = Field(sa_column=Column(BigInt(), nullable=False, index=True))
+    depth: int
+    ancestor_number: int = Field(sa_column=Column(BigInt(), nullable=False))
+    ancestor_hash: str | None = None
+    old_head_number: int = Field(sa_column=Column(BigInt(), nullable=False))
+    old_head_hash: str | None = None
+    new_head_number: int = Field(sa_column=Column(BigInt(), nullable=False))
+    new_head_hash: str | None = None
+    orphaned: int = 0
+    deep: bool = False
+    detected_at: datetime = Field(sa_column=_time(False))
+
+
+class WatchTarget(SQLModel, table=True):
+    """A token or wallet the watcher follows, with its own start block and backfill progress."""
+
+    __tablename__ = "watch_targets"
+    chain_id: int = Field(sa_column=Column(BigInt(), primary_key=True, autoincrement=False))
+    kind: str = Field(primary_key=True)
+    address: str = Field(primary_key=True)
+    start_block: int = Field(sa_column=Column(BigInt(), nullable=False))
+    synced_to: int = Field(sa_column=Column(BigInt(), nullable=False))
+    joined: bool = False
+
+
+class OpeningBalance(SQLModel, table=True):
+    """balanceOf(wallet) at the block before indexing of the (wallet, token) pair starts."""
+
+    __tablename__ = "opening_balances"
+    chain_id: int = Field(sa_column=Column(BigInt(), primary_key=True, autoincrement=False))
+    wallet: str = Field(primary_key=True)
+    token: str = Field(primary_key=True)
+    block_number: int = Field(sa_column=Column(BigInt(), nullable=False))
+    balance: int = Field(sa_column=_amount())
+
+
+class BalanceCheck(SQLModel, table=True):
+    """Indexed balance vs balanceOf at one pinned block. difference = onchain - indexed (base units)."""
+
+    __tablename__ = "balance_checks"
+    __table_args__ = (Index("ix_balance_checks_pair", "chain_id", "wallet", "token", "block_number"),)
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    chain_id: int = Field(sa_column=Column(BigInt(), nullable=False))
+    wallet: str
+    token: str
+    block_number: int = Field(sa_column=Column(BigInt(), nullable=False))
+    block_hash: str
+    opening_balance: int = Field(sa_column=_amount())
+    indexed_balance: int = Field(sa_column=_amount())
+    onchain_balance: int = Field(sa_column=_amount())
+    difference: int = Field(sa_column=_amount())
+    checked_at: datetime = Field(sa_column=_time(False))

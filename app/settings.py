@@ -1,0 +1,232 @@
+"""The one Settings object: a TOML file (`settle.toml`) plus `SETTLE_*` environment variables.
+
+Nothing else in the code base reads environment variables. Environment variables override the file. A bad file
+fails at start with a `ConfigError` whose message names each bad key (e.g. `tokens[1].chain`) and the problem.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from app.errors import ConfigError
+from wallets import Address, InvalidAddress, Segregation, Wallet, WalletKind, to_checksum
+
+DEFAULT_CONFIG = Path("settle.toml")
+ALL_CHAINS = "*"
+
+
+def _checksummed(value: object) -> Address:
+    try:
+        return to_checksum(value)
+    except InvalidAddress as exc:
+        raise PydanticCustomError("address", str(exc)) from None
+
+
+ChecksumAddress = Annotated[str, Field(description="EVM address; mixed case must carry a valid EIP-55 checksum")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChainConfig(_Strict):
+    """One EVM chain to watch."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    chain_id: PositiveInt
+    rpc_urls: list[AnyHttpUrl] = Field(min_length=1)
+    start_block: int = Field(0, ge=0)
+    poll_interval: PositiveFloat = 2.0
+    confirmations: int | Literal["safe"] = Field(12, description="depth for `confirmed`, or the `safe` tag")
+    finality: int | Literal["tag"] = Field("tag", description="`tag` for the node's `finalized`, or a depth")
+    max_getlogs_range: PositiveInt = 2000
+    mode: Literal["auto", "wallets", "scan"] = "auto"
+    scan_threshold: PositiveInt = Field(200, description="auto mode scans token-wide above this many wallets")
+    failover_lag: int = Field(3, ge=0, description="blocks to stay behind a node we failed over to")
+    request_timeout: PositiveFloat = 15.0
+    max_retries: PositiveInt = 8
+
+    @field_validator("confirmations", "finality")
+    @classmethod
+    def _positive_depth(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("depth must be >= 0")
+        return value
+
+    @property
+    def urls(self) -> list[str]:
+        return [str(u) for u in self.rpc_urls]
+
+
+class TokenConfig(_Strict):
+    """A token registered by contract address on one chain (never by symbol: USDC.e is not USDC)."""
+
+    chain: str
+    address: ChecksumAddress
+    symbol: str = Field(min_length=1, max_length=16)
+    decimals: int = Field(ge=0, le=77)
+    start_block: int | None = Field(None, ge=0)
+
+    _check_address = field_validator("address")(lambda cls, v: _checksummed(v))
+
+
+class WalletConfig(_Strict):
+    """A company wallet; `chain = "*"` registers it on every configured chain."""
+
+    chain: str = ALL_CHAINS
+    address: ChecksumAddress
+    label: str = Field(min_length=1)
+    kind: WalletKind
+    segregation: Segregation
+    start_block: int | None = Field(None, ge=0)
+
+    _check_address = field_validator("address")(lambda cls, v: _checksummed(v))
+
+
+class ApiConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    """All configuration. Build it with `load_settings()`, which reports errors by key."""
+
+    model_config = SettingsConfigDict(env_prefix="SETTLE_", env_nested_delimiter="__", extra="forbid")
+
+    config_file: Path = DEFAULT_CONFIG
+    database_url: str = "sqlite+aiosqlite:///./.settle/settle.db"
+    data_dir: Path = Path(".settle")
+    log_level: str = "INFO"
+    balance_check_interval: PositiveFloat = Field(300.0, description="seconds between balance checks in serve")
+    api: ApiConfig = ApiConfig()
+    chains: list[ChainConfig] = []
+    tokens: list[TokenConfig] = []
+    wallets: list[WalletConfig] = []
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment must win over it.
+        return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        _check_unique("chains", [c.name for c in self.chains], "name")
+        _check_unique("chains", [str(c.chain_id) for c in self.chains], "chain_id")
+        names = {c.name for c in self.chains}
+        for i, token in enumerate(self.tokens):
+            if token.chain not in names:
+                raise PydanticCustomError(
+                    "unknown_chain",
+                    f"tokens[{i}].chain: unknown chain {token.chain!r} (configured: {sorted(names)})",
+                )
+        _check_unique("tokens", [f"{t.chain}:{t.address.lower()}" for t in self.tokens], "address")
+        for i, wallet in enumerate(self.wallets):
+            if wallet.chain != ALL_CHAINS and wallet.chain not in names:
+                raise PydanticCustomError(
+                    "unknown_chain",
+                    f"wallets[{i}].chain: unknown chain {wallet.chain!r} (configured: {sorted(names)})",
+                )
+        return self
+
+    # ---- lookups -------------------------------------------------------------------------------------------
+    def chain(self, name: str) -> ChainConfig:
+        for chain in self.chains:
+            if chain.name == name:
+                return chain
+        raise ConfigError(f"unknown chain {name!r} (configured: {[c.name for c in self.chains]})")
+
+    def tokens_on(self, chain: ChainConfig) -> list[TokenConfig]:
+        return [t for t in self.tokens if t.chain == chain.name]
+
+    def wallets_on(self, chain: ChainConfig) -> list[Wallet]:
+        return [
+            Wallet(
+                chain_id=chain.chain_id,
+                address=Address(w.address),
+                label=w.label,
+                kind=w.kind,
+                segregation=w.segregation,
+                start_block=w.start_block,
+            )
+            for w in self.wallets
+            if w.chain in (ALL_CHAINS, chain.name)
+        ]
+
+
+def _check_unique(section: str, values: list[str], key: str) -> None:
+    seen: dict[str, int] = {}
+    for i, value in enumerate(values):
+        if value in seen:
+            raise PydanticCustomError(
+                "duplicate", f"{section}[{i}].{key}: duplicates {section}[{seen[value]}] ({value})"
+            )
+        seen[value] = i
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for err in exc.errors():
+        loc = _format_loc(tuple(p for p in err["loc"] if p not in ("function-after", "lax-or-strict")))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {loc}: {msg}" if loc else f"  {msg}")
+    return "\n".join(lines)
+
+
+class _ConfigLocator(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SETTLE_", extra="ignore")
+    config_file: Path = DEFAULT_CONFIG
+
+
+def load_settings(config_file: Path | None = None, *, require_file: bool = False, **overrides: Any) -> Settings:
+    """Read the TOML file (the `--config` path, else `SETTLE_CONFIG_FILE`, else ./settle.toml) and the env.
+
+    Raises ConfigError naming each bad key. A missing file is an error only when `require_file` is set or the
+    path was given explicitly.
+    """
+    path = config_file or _ConfigLocator().config_file
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid configuration in {path}: not valid TOML: {exc}") from None
+    elif require_file or config_file is not None:
+        raise ConfigError(f"configuration file {path} not found (copy settle.example.toml to start)")
+    data.update(overrides)
+    data["config_file"] = path
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(path))) from None

@@ -1,0 +1,1 @@
+"""The settlement core: pure functions over plain data. Standard library only."""

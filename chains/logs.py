@@ -1,0 +1,194 @@
+"""Fetching Transfer logs with adaptive ranges and reply checks.
+
+A reply is rejected and re-asked by block hash when: a log's block hash differs from the header's (or from other
+logs of the same block), a (block, logIndex) pair repeats, or a block's logsBloom says it has matching logs but
+none came back. Range errors shrink the range: to the provider's suggestion when it gives one, else to its stated
+maximum, else by half; the largest range that worked is remembered per URL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from chains.bloom import bloom_contains
+from chains.decoding import TRANSFER_TOPIC
+from chains.errors import InconsistentReply, RangeTooLarge
+from chains.rpc import RpcClient
+from chains.types import BlockHeader
+from wallets import address_to_topic
+
+log = logging.getLogger(__name__)
+
+HEADER_BATCH = 100
+MAX_REASKS = 4
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """Tokens to watch and, in wallet mode, the wallet addresses (None: token-wide scan, filtered locally)."""
+
+    tokens: tuple[str, ...]
+    wallets: tuple[str, ...] | None
+
+    def queries(self) -> list[dict[str, Any]]:
+        base: dict[str, Any] = {"address": list(self.tokens)}
+        if self.wallets is None:
+            return [{**base, "topics": [TRANSFER_TOPIC]}]
+        topics = [address_to_topic(w) for w in self.wallets]
+        return [{**base, "topics": [TRANSFER_TOPIC, topics]}, {**base, "topics": [TRANSFER_TOPIC, None, topics]}]
+
+    def bloom_says_maybe(self, bloom: str) -> bool:
+        if not bloom or not bloom_contains(bloom, TRANSFER_TOPIC):
+            return False
+        if not any(bloom_contains(bloom, t) for t in self.tokens):
+            return False
+        if self.wallets is None:
+            return True
+        return any(bloom_contains(bloom, address_to_topic(w)) for w in self.wallets)
+
+
+def parse_header(raw: dict[str, Any]) -> BlockHeader:
+    return BlockHeader(
+        number=int(raw["number"], 16),
+        hash=raw["hash"],
+        parent_hash=raw["parentHash"],
+        timestamp=int(raw["timestamp"], 16),
+        logs_bloom=raw.get("logsBloom", ""),
+    )
+
+
+class LogSource:
+    """Headers and verified logs for one chain, over an RpcClient."""
+
+    def __init__(self, rpc: RpcClient, *, max_range: int) -> None:
+        self.rpc = rpc
+        self.max_range = max_range
+        self._range = max_range
+        self.range_errors = 0
+        self.reasks = 0
+
+    # ---- headers --------------------------------------------------------------------------------------------
+    async def header(self, block: int | str) -> BlockHeader | None:
+        tag = hex(block) if isinstance(block, int) else block
+        raw = await self.rpc.call("eth_getBlockByNumber", [tag, False])
+        return parse_header(raw) if raw else None
+
+    async def headers(self, numbers: Sequence[int]) -> dict[int, BlockHeader]:
+        """Headers by number; a number the node does not have yet is absent from the result."""
+        out: dict[int, BlockHeader] = {}
+        for i in range(0, len(numbers), HEADER_BATCH):
+            chunk = numbers[i : i + HEADER_BATCH]
+            replies = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
+            for raw in replies:
+                if raw:
+                    header = parse_header(raw)
+                    out[header.number] = header
+        return out
+
+    # ---- logs -----------------------------------------------------------------------------------------------
+    async def ranges(self, start: int, end: int, flt: LogFilter) -> AsyncIterator[tuple[int, int, list[dict]]]:
+        """Yield (from, to, logs) chunks covering [start, end] in order, sizing each chunk adaptively."""
+        cursor = start
+        while cursor <= end:
+            size = min(self._range, self._cap(), end - cursor + 1)
+            to = cursor + size - 1
+            try:
+                logs = await self._range_logs(cursor, to, flt)
+            except RangeTooLarge as exc:
+                self._shrink(exc, cursor, to)
+                continue
+            self._learn(size)
+            yield cursor, to, logs
+            cursor = to + 1
+
+    async def _range_logs(self, start: int, end: int, flt: LogFilter) -> list[dict]:
+        merged: dict[tuple[str, str], dict] = {}
+        for query in flt.queries():
+            reply = await self.rpc.call("eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}])
+            for entry in await self._consistent(reply, flt, query):
+                merged[(entry["blockHash"], entry["logIndex"])] = entry
+        return sorted(merged.values(), key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16)))
+
+    async def _consistent(self, reply: list[dict], flt: LogFilter, query: dict[str, Any]) -> list[dict]:
+        """Drop and re-ask (by block hash) the blocks whose logs fail the per-reply checks."""
+        by_block: dict[int, list[dict]] = defaultdict(list)
+        for entry in reply:
+            by_block[int(entry["blockNumber"], 16)].append(entry)
+        good: list[dict] = []
+        for number, entries in by_block.items():
+            hashes = {e["blockHash"] for e in entries}
+            indexes = [e["logIndex"] for e in entries]
+            if len(hashes) == 1 and len(set(indexes)) == len(indexes):
+                good.extend(entries)
+                continue
+            header = await self.header(number)
+            if header is None:
+                raise InconsistentReply(f"block {number} vanished while its logs were re-asked")
+            good.extend(await self.by_hash(header, flt, query))
+        return good
+
+    async def by_hash(self, header: BlockHeader, flt: LogFilter, query: dict[str, Any]) -> list[dict]:
+        """Logs of one block asked by its hash; checked again; raises InconsistentReply if it stays bad."""
+        for _ in range(MAX_REASKS):
+            self.reasks += 1
+            reply = await self.rpc.call("eth_getLogs", [{**query, "blockHash": header.hash}])
+            indexes = [e["logIndex"] for e in reply]
+            if all(e["blockHash"] == header.hash for e in reply) and len(set(indexes)) == len(indexes):
+                return list(reply)
+        raise InconsistentReply(f"logs of block {header.number} ({header.hash}) stay inconsistent")
+
+    async def checked_against_headers(
+        self, logs: list[dict], headers: dict[int, BlockHeader], flt: LogFilter
+    ) -> list[dict]:
+        """Check logs against known headers: hash equality and logsBloom presence. Re-ask bad blocks by hash."""
+        by_block: dict[int, list[dict]] = defaultdict(list)
+        for entry in logs:
+            by_block[int(entry["blockNumber"], 16)].append(entry)
+        out: list[dict] = []
+        for number in sorted(headers):
+            header = headers[number]
+            entries = by_block.pop(number, [])
+            hash_ok = all(e["blockHash"] == header.hash for e in entries)
+            if hash_ok and (entries or not flt.bloom_says_maybe(header.logs_bloom)):
+                out.extend(entries)
+                continue
+            log.warning("re-asking logs of block %d by hash (hash_ok=%s, empty=%s)", number, hash_ok, not entries)
+            merged: dict[str, dict] = {}
+            for query in flt.queries():
+                for entry in await self.by_hash(header, flt, query):
+                    merged[entry["logIndex"]] = entry
+            out.extend(sorted(merged.values(), key=lambda e: int(e["logIndex"], 16)))
+        if by_block:
+            raise InconsistentReply(f"logs returned for blocks outside the asked range: {sorted(by_block)[:5]}")
+        return out
+
+    # ---- adaptive range -------------------------------------------------------------------------------------
+    def _cap(self) -> int:
+        cap = self.rpc.current.range_cap
+        return cap if cap else self.max_range
+
+    def _learn(self, size: int) -> None:
+        ep = self.rpc.current
+        ep.max_ok_range = max(ep.max_ok_range, size)
+        if size >= self._range and self._range < self.max_range:
+            self._range = min(self.max_range, self._range * 2, ep.range_cap or self.max_range)
+
+    def _shrink(self, exc: RangeTooLarge, start: int, end: int) -> None:
+        self.range_errors += 1
+        size = end - start + 1
+        ep = next((e for e in self.rpc.endpoints if e.redacted == exc.url), self.rpc.current)
+        if exc.suggested and exc.suggested[0] <= start <= exc.suggested[1] < end:
+            new = exc.suggested[1] - start + 1
+        elif exc.max_range and exc.max_range < size:
+            new = exc.max_range
+            ep.range_cap = exc.max_range
+        else:
+            new = max(1, size // 2)
+        if size == 1:
+            raise exc
+        self._range = max(1, new)
+        log.info("getLogs range %d too large on %s; next %d", size, ep.redacted, self._range)

@@ -1,0 +1,230 @@
+"""JSON-RPC client with several URLs per chain: health tracking, failover, classified errors, bounded backoff.
+
+Raw requests go through web3's `AsyncHTTPProvider.make_request` (raw JSON dicts, no result formatting). Every
+error that leaves this module is a `chains.errors.ChainError` whose text has provider URLs redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from web3 import AsyncHTTPProvider
+from web3.exceptions import Web3Exception
+
+from chains.classify import classify_rpc_error
+from chains.errors import AllEndpointsFailed, Fatal, HeadNotReady, RangeTooLarge, RateLimited, RpcError, Transient
+from chains.redaction import redact_url, scrub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Endpoint:
+    """One provider URL and what we learned about it. `max_ok_range` is the largest getLogs range that worked."""
+
+    url: str
+    redacted: str
+    provider: AsyncHTTPProvider
+    failures: int = 0
+    successes: int = 0
+    cooldown_until: float = 0.0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    max_ok_range: int = 0
+    range_cap: int | None = None
+    latency_ms: float = 0.0
+
+    @property
+    def healthy(self) -> bool:
+        return self.cooldown_until <= time.monotonic()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "url": self.redacted,
+            "healthy": self.healthy,
+            "failures": self.failures,
+            "successes": self.successes,
+            "last_error": self.last_error,
+            "max_ok_range": self.max_ok_range,
+            "range_cap": self.range_cap,
+            "latency_ms": round(self.latency_ms, 2),
+        }
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter, bounded by `cap` seconds."""
+
+    base: float = 0.05
+    cap: float = 5.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int) -> float:
+        return self.rng.uniform(0, min(self.cap, self.base * 2**attempt))
+
+
+class RpcClient:
+    """Failover JSON-RPC client. Endpoint 0 is preferred; after failing over, `head_lag` blocks are kept back."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        timeout: float = 15.0,
+        max_retries: int = 8,
+        failover_lag: int = 3,
+        backoff: Backoff | None = None,
+    ) -> None:
+        if not urls:
+            raise Fatal("no RPC URL configured")
+        self._urls = list(urls)
+        self.endpoints = [
+            Endpoint(
+                url=u,
+                redacted=redact_url(u),
+                provider=AsyncHTTPProvider(
+                    u,
+                    exception_retry_configuration=None,
+                    request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)},
+                ),
+            )
+            for u in urls
+        ]
+        self.max_retries = max_retries
+        self.failover_lag = failover_lag
+        self.backoff = backoff or Backoff()
+        self.active = 0
+        self.failovers = 0
+
+    @property
+    def head_lag(self) -> int:
+        """Blocks to stay behind the head: non-zero while serving from a fallback node (it may lag)."""
+        return self.failover_lag if self.active != 0 else 0
+
+    @property
+    def current(self) -> Endpoint:
+        return self.endpoints[self.active]
+
+    def _order(self) -> list[int]:
+        healthy = [i for i, e in enumerate(self.endpoints) if e.healthy]
+        cooling = sorted(
+            (i for i, e in enumerate(self.endpoints) if not e.healthy),
+            key=lambda i: self.endpoints[i].cooldown_until,
+        )
+        return healthy + cooling
+
+    async def call(self, method: str, params: list[Any], *, endpoint: int | None = None) -> Any:
+        """One JSON-RPC call with failover. RangeTooLarge, Fatal and UnknownBlock are raised to the caller
+        at once (they are about the request, not the node); transient faults and rate limits are retried on
+        the next endpoint with backoff, up to `max_retries` attempts in all."""
+        return await self._with_failover(lambda ep: self._one(ep, method, params), endpoint)
+
+    async def batch(self, calls: Sequence[tuple[str, list[Any]]], *, endpoint: int | None = None) -> list[Any]:
+        """Several calls in one JSON-RPC batch; results in the order of `calls`. A `null` result is kept."""
+        if not calls:
+            return []
+        return await self._with_failover(lambda ep: self._many(ep, calls), endpoint)  # type: ignore[no-any-return]
+
+    async def _with_failover(self, attempt_fn: Any, endpoint: int | None) -> Any:
+        last: RpcError | None = None
+        for attempt in range(self.max_retries):
+            index = endpoint if endpoint is not None else self._order()[0]
+            ep = self.endpoints[index]
+            if not ep.healthy:  # every endpoint is cooling down: wait (bounded, jittered) before the retry
+                await asyncio.sleep(self.backoff.delay(attempt))
+            try:
+                result = await attempt_fn(ep)
+            except (RangeTooLarge, Fatal):
+                raise
+            except HeadNotReady as exc:
+                last = exc
+                await asyncio.sleep(self.backoff.delay(attempt))
+                continue
+            except (Transient, RateLimited) as exc:
+                last = exc
+                self._mark_failed(index, exc)
+                continue
+            self._mark_ok(index)
+            return result
+        if isinstance(last, HeadNotReady):
+            raise last
+        raise AllEndpointsFailed(f"all RPC endpoints failed after {self.max_retries} attempts: {last}")
+
+    def _mark_ok(self, index: int) -> None:
+        ep = self.endpoints[index]
+        ep.successes += 1
+        ep.failures = 0
+        ep.cooldown_until = 0.0
+        if index != self.active:
+            if index != 0:
+                self.failovers += 1
+                log.warning("RPC failover to %s", ep.redacted)
+            self.active = index
+
+    def _mark_failed(self, index: int, exc: RpcError) -> None:
+        ep = self.endpoints[index]
+        ep.failures += 1
+        ep.last_error = exc.reason[:300]
+        ep.last_error_at = time.time()
+        ep.cooldown_until = time.monotonic() + min(30.0, 0.25 * 2 ** min(ep.failures, 7))
+        log.info("RPC %s failed (%s): %s", ep.redacted, type(exc).__name__, ep.last_error)
+
+    async def _raw(self, ep: Endpoint, method: str, payload: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            if method == "batch":
+                reply = await ep.provider.make_batch_request(payload)
+            else:
+                reply = await ep.provider.make_request(method, payload)  # type: ignore[arg-type]
+        except aiohttp.ClientResponseError as exc:
+            message = f"HTTP {exc.status} {exc.message}"
+            if exc.status == 429:
+                raise RateLimited(message, url=ep.redacted, code=429) from None
+            raise Transient(message, url=ep.redacted, code=exc.status) from None
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, Web3Exception) as exc:
+            text = scrub(f"{type(exc).__name__}: {exc}", self._urls)
+            raise Transient(text, url=ep.redacted) from None
+        elapsed = (time.perf_counter() - started) * 1000
+        ep.latency_ms = elapsed if ep.latency_ms == 0 else 0.8 * ep.latency_ms + 0.2 * elapsed
+        return reply
+
+    def _check(self, ep: Endpoint, reply: Any) -> Any:
+        if not isinstance(reply, dict):
+            raise Transient(f"malformed JSON-RPC reply: {type(reply).__name__}", url=ep.redacted)
+        if (error := reply.get("error")) is not None:
+            if not isinstance(error, dict):
+                raise Transient(scrub(f"malformed error: {error!r:.200}", self._urls), url=ep.redacted)
+            message = scrub(str(error.get("message", "")), self._urls)
+            raise classify_rpc_error(error.get("code"), message, ep.redacted)
+        if "result" not in reply:
+            raise Transient("JSON-RPC reply without result", url=ep.redacted)
+        return reply["result"]
+
+    async def _one(self, ep: Endpoint, method: str, params: list[Any]) -> Any:
+        return self._check(ep, await self._raw(ep, method, params))
+
+    async def _many(self, ep: Endpoint, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        replies = await self._raw(ep, "batch", list(calls))
+        if isinstance(replies, dict):  # a batch-level error (e.g. -32014 too many calls in batch)
+            self._check(ep, replies)
+        if not isinstance(replies, list) or len(replies) != len(calls):
+            raise Transient("batch reply does not match the request", url=ep.redacted)
+        by_id = sorted(replies, key=lambda r: r.get("id", 0) if isinstance(r, dict) else 0)
+        return [self._check(ep, r) for r in by_id]
+
+    def health(self) -> list[dict[str, Any]]:
+        return [e.snapshot() for e in self.endpoints]
+
+    async def close(self) -> None:
+        for ep in self.endpoints:
+            try:
+                await ep.provider.disconnect()
+            except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+                log.debug("closing %s: %s", ep.redacted, type(exc).__name__)

@@ -1,0 +1,330 @@
+"""The chain watcher: backfill from the start block, follow the head, survive reorgs and restarts.
+
+Blocks at or below the finalized mark are backfilled with eth_getLogs over adaptive ranges (no headers needed but
+one per range for the cursor). Above it, every header is fetched and linked by parent hash before its logs are
+accepted, and the (number, hash, parent_hash) window is stored, so a reorg is found either by a parent-hash
+mismatch or by the cursor's hash no longer being canonical (also after a restart). On a reorg the watcher walks
+back to the common ancestor, orphans the transfers above it and re-indexes. A reorg below finality puts the chain
+in `alert` and stops it until an operator allows the rollback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from chains.decoding import decode_transfers
+from chains.errors import ChainError, ReorgTooDeep
+from chains.logs import LogFilter, LogSource
+from chains.rpc import RpcClient
+from chains.store import WatcherStore
+from chains.types import (
+    BlockHeader,
+    ChainSpec,
+    ChainState,
+    Cursor,
+    Marks,
+    ReorgRecord,
+    Target,
+    TokenSpec,
+    TransferLog,
+    WalletSpec,
+)
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+class ChainWatcher:
+    """Indexes Transfers of `tokens` touching `wallets` on one chain into `store`."""
+
+    def __init__(
+        self,
+        spec: ChainSpec,
+        tokens: Sequence[TokenSpec],
+        wallets: Sequence[WalletSpec],
+        rpc: RpcClient,
+        store: WatcherStore,
+        *,
+        on_progress: Progress | None = None,
+    ) -> None:
+        self.spec = spec
+        self.rpc = rpc
+        self.store = store
+        self.source = LogSource(rpc, max_range=spec.max_range)
+        self.on_progress = on_progress
+        self._token_start = {t.address.lower(): max(t.start_block, spec.start_block) for t in tokens}
+        self._wallet_start = {w.address.lower(): max(w.start_block, spec.start_block) for w in wallets}
+        self._tokens = {t.address.lower(): t for t in tokens}
+        self._wallets = {w.address.lower(): w for w in wallets}
+        self._targets: dict[tuple[str, str], Target] = {}
+        self.cursor: Cursor | None = None
+        self.marks: Marks | None = None
+        self._finalized_high = -1
+        self.reorgs = 0
+
+    # ---- public -----------------------------------------------------------------------------------------
+    async def run_until_caught_up(self) -> Cursor:
+        """Index until the cursor reaches the head seen at the last step (`settle index --once`)."""
+        await self.prepare()
+        while await self.step():
+            pass
+        assert self.cursor is not None
+        return self.cursor
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Follow the head until `stop` is set. Errors are recorded on the chain and retried after a pause."""
+        prepared = False
+        while not stop.is_set():
+            try:
+                if not prepared:
+                    await self.prepare()
+                    prepared = True
+                more = await self.step()
+            except ChainError as exc:
+                log.warning("chain %s: %s", self.spec.name, exc)
+                await self.store.record_status(self.spec.chain_id, marks=None, state=None, error=str(exc)[:500])
+                more = False
+            if not more:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=self.spec.poll_interval)
+                except TimeoutError:
+                    pass
+
+    async def prepare(self) -> None:
+        """Load the cursor and targets; register newly configured tokens and wallets for their own backfill."""
+        cid = self.spec.chain_id
+        self.cursor = await self.store.load_cursor(cid)
+        stored = {(t.kind, t.address.lower()): t for t in await self.store.load_targets(cid)}
+        configured = [("token", t.address, self._token_start[a]) for a, t in self._tokens.items()]
+        configured += [("wallet", w.address, self._wallet_start[a]) for a, w in self._wallets.items()]
+        if self.cursor is None:
+            first = min([self.spec.start_block] + [s for _, _, s in configured])
+            anchor = await self.source.header(first - 1) if first > 0 else None
+            self.cursor = Cursor(first - 1, anchor.hash if anchor else None)
+            targets = [Target(k, a, s, self.cursor.number, True) for k, a, s in configured]
+            await self.store.commit_batch(cid, [], [anchor] if anchor else [], self.cursor, await self._marks(),
+                                          targets)
+            stored = {(t.kind, t.address.lower()): t for t in targets}
+        new = [Target(k, a, s, s - 1, False) for k, a, s in configured if (k, a.lower()) not in stored]
+        if new:
+            await self.store.save_targets(cid, new)
+        self._targets = {**stored, **{(t.kind, t.address.lower()): t for t in new}}
+        self._targets = {k: v for k, v in self._targets.items() if k[1] in self._tokens or k[1] in self._wallets}
+
+    async def step(self) -> bool:
+        """One unit of work. Returns True while there is more to do right away."""
+        state, allow_deep = await self.store.load_state(self.spec.chain_id)
+        if state is ChainState.ALERT and not allow_deep:
+            return False
+        marks = self.marks = await self._marks()
+        cursor = self.cursor
+        assert cursor is not None, "prepare() first"
+        if cursor.hash is not None:
+            canonical = await self.source.header(cursor.number)
+            if canonical is None:  # a node behind our cursor (e.g. after failover): wait for it
+                return False
+            if canonical.hash != cursor.hash:
+                await self._handle_reorg(marks, allow_deep)
+                return True
+        if any(not t.joined for t in self._targets.values()):
+            await self._catch_up_targets(marks)
+        if cursor.number >= marks.head:
+            await self.store.promote(self.spec.chain_id, marks, cursor)
+            await self.store.record_status(self.spec.chain_id, marks=marks, state=ChainState.LIVE, error=None,
+                                           endpoints=self.rpc.health())
+            return False
+        if cursor.number < marks.finalized:
+            await self._backfill(cursor.number + 1, marks.finalized, marks)
+        else:
+            await self._follow(marks)
+        return self.cursor is not None and self.cursor.number < marks.head
+
+    # ---- marks --------------------------------------------------------------------------------------------
+    async def _marks(self) -> Marks:
+        head = int(await self.rpc.call("eth_blockNumber", []), 16) - self.rpc.head_lag
+        if self.spec.confirmations == "safe":
+            safe_header = await self.source.header("safe")
+            safe = safe_header.number if safe_header else -1
+        else:
+            safe = head - int(self.spec.confirmations)
+        if self.spec.finality == "tag":
+            fin_header = await self.source.header("finalized")
+            finalized = fin_header.number if fin_header else -1
+        else:
+            finalized = head - int(self.spec.finality)
+        safe, finalized = min(safe, head), min(finalized, head)
+        self._finalized_high = max(self._finalized_high, finalized)
+        return Marks(head=head, safe=max(safe, finalized), finalized=finalized)
+
+    # ---- selection ----------------------------------------------------------------------------------------
+    def _filter(self, *, only: Target | None = None) -> LogFilter:
+        joined = [t for t in self._targets.values() if t.joined]
+        tokens = [t.address for t in joined if t.kind == "token"]
+        wallets = [t.address for t in joined if t.kind == "wallet"]
+        if only is not None and only.kind == "token":
+            tokens = [only.address]
+            wallets = list(self._wallets)
+        elif only is not None:
+            tokens, wallets = [t.address for t in self._tokens.values()], [only.address]
+        scan = self.spec.mode == "scan" or (self.spec.mode == "auto" and len(wallets) > self.spec.scan_threshold)
+        return LogFilter(tokens=tuple(sorted(tokens)), wallets=None if scan else tuple(sorted(wallets)))
+
+    def _select(self, logs: list[dict]) -> list[TransferLog]:
+        """Keep Transfers of our tokens that touch one of our wallets at or after that pair's start block."""
+        kept = []
+        for t in decode_transfers(logs, self.spec.chain_id):
+            token_start = self._token_start.get(t.token.lower())
+            if token_start is None:
+                continue
+            s = self._wallet_start.get(t.sender.lower())
+            r = self._wallet_start.get(t.recipient.lower())
+            if (s is not None and t.block_number >= max(s, token_start)) or (
+                r is not None and t.block_number >= max(r, token_start)
+            ):
+                kept.append(t)
+        return kept
+
+    # ---- backfill (at or below finality) ------------------------------------------------------------------
+    async def _backfill(self, start: int, end: int, marks: Marks, *, target: Target | None = None) -> None:
+        flt = self._filter(only=target)
+        queue: asyncio.Queue[tuple[int, int, list[dict]] | None] = asyncio.Queue(maxsize=2)
+
+        async def produce() -> None:
+            try:
+                async for chunk in self.source.ranges(start, end, flt):
+                    await queue.put(chunk)
+            finally:
+                await queue.put(None)
+
+        producer = asyncio.create_task(produce())
+        try:
+            while (chunk := await queue.get()) is not None:
+                await self._commit_backfill_chunk(*chunk, flt=flt, marks=marks, target=target)
+        finally:
+            if not producer.done():
+                producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+        if producer.exception() is not None:
+            raise producer.exception()  # type: ignore[misc]
+
+    async def _commit_backfill_chunk(
+        self, lo: int, hi: int, logs: list[dict], *, flt: LogFilter, marks: Marks, target: Target | None
+    ) -> None:
+        if not logs:  # an empty reply is checked against the headers' logsBloom (silent provider failure)
+            headers = await self.source.headers(list(range(lo, hi + 1)))
+            logs = await self.source.checked_against_headers([], headers, flt)
+            end_header = headers.get(hi)
+        else:
+            end_header = await self.source.header(hi)
+        if end_header is None:
+            raise ChainError(f"block {hi} vanished during backfill")
+        transfers = await self._with_times(self._select(logs))
+        cid = self.spec.chain_id
+        if target is None:
+            self.cursor = Cursor(hi, end_header.hash)
+            await self.store.commit_batch(cid, transfers, [end_header], self.cursor, marks)
+        else:
+            target = replace(target, synced_to=hi)
+            self._targets[(target.kind, target.address.lower())] = target
+            await self.store.commit_batch(cid, transfers, [], None, marks, [target])
+        if self.on_progress:
+            self.on_progress(self.spec.name, hi, marks.head)
+
+    async def _with_times(self, transfers: list[TransferLog]) -> list[TransferLog]:
+        missing = sorted({t.block_number for t in transfers if t.block_time is None})
+        if not missing:
+            return transfers
+        headers = await self.source.headers(missing)
+        return [t if t.block_time is not None else replace(t, block_time=headers[t.block_number].timestamp)
+                for t in transfers]
+
+    async def _catch_up_targets(self, marks: Marks) -> None:
+        assert self.cursor is not None
+        for key, target in list(self._targets.items()):
+            if target.joined:
+                continue
+            if target.synced_to < self.cursor.number:
+                log.info("backfilling new %s %s from block %d", target.kind, target.address, target.start_block)
+                await self._backfill(target.synced_to + 1, self.cursor.number, marks, target=target)
+            joined = replace(self._targets[key], synced_to=self.cursor.number, joined=True)
+            self._targets[key] = joined
+            await self.store.save_targets(self.spec.chain_id, [joined])
+
+    # ---- following the head (above finality) --------------------------------------------------------------
+    async def _follow(self, marks: Marks) -> None:
+        cursor = self.cursor
+        assert cursor is not None
+        end = min(marks.head, cursor.number + self.spec.live_batch)
+        fetched = await self.source.headers(list(range(cursor.number + 1, end + 1)))
+        linked: dict[int, BlockHeader] = {}
+        parent = cursor.hash
+        for number in range(cursor.number + 1, end + 1):
+            header = fetched.get(number)
+            if header is None or (parent is not None and header.parent_hash != parent):
+                break  # not there yet, or the chain moved under us: the next step re-checks the cursor
+            linked[number] = header
+            parent = header.hash
+        if not linked:
+            return
+        last = max(linked)
+        flt = self._filter()
+        logs: list[dict] = []
+        async for _, _, chunk in self.source.ranges(cursor.number + 1, last, flt):
+            logs.extend(chunk)
+        checked = await self.source.checked_against_headers(logs, linked, flt)
+        transfers = self._select(checked)
+        times = {n: h.timestamp for n, h in linked.items()}
+        transfers = [t if t.block_time is not None else replace(t, block_time=times[t.block_number])
+                     for t in transfers]
+        self.cursor = Cursor(last, linked[last].hash)
+        await self.store.commit_batch(self.spec.chain_id, transfers, list(linked.values()), self.cursor, marks)
+        if self.on_progress:
+            self.on_progress(self.spec.name, last, marks.head)
+
+    # ---- reorgs -------------------------------------------------------------------------------------------
+    async def _handle_reorg(self, marks: Marks, allow_deep: bool) -> None:
+        old = self.cursor
+        assert old is not None and old.hash is not None
+        cid = self.spec.chain_id
+        number = old.number
+        ancestor: Cursor | None = None
+        deep = False
+        while number > 0:
+            number -= 1
+            stored = await self.store.window_hash(cid, number)
+            if stored is None:
+                deep = True
+                if not allow_deep:
+                    break
+            canonical = await self.source.header(number)
+            if canonical is None:
+                return  # the node is behind: wait
+            if stored is not None and canonical.hash == stored:
+                ancestor = Cursor(number, stored)
+                break
+        if ancestor is not None and ancestor.number < self._finalized_high:
+            deep = True
+        if deep and not allow_deep:
+            detail = (f"reorg below finality: cursor {old.number} {old.hash} is no longer canonical and no "
+                      f"common ancestor was found above the finalized block {self._finalized_high}")
+            await self.store.set_alert(cid, detail)
+            log.error("chain %s: %s", self.spec.name, detail)
+            raise ReorgTooDeep(detail)
+        if ancestor is None:
+            anchor = await self.source.header(number)
+            ancestor = Cursor(number, anchor.hash if anchor else None)
+        head = await self.source.header(marks.head)
+        new_head = Cursor(head.number, head.hash) if head else Cursor(marks.head, None)
+        record = ReorgRecord(cid, old.number - ancestor.number, ancestor, old, new_head, deep=deep)
+        orphaned = await self.store.rollback(cid, record)
+        self.cursor = ancestor
+        self.reorgs += 1
+        for key, target in self._targets.items():
+            if not target.joined and target.synced_to > ancestor.number:
+                self._targets[key] = replace(target, synced_to=ancestor.number)
+        log.warning("chain %s: reorg of depth %d at %d; %d transfers orphaned",
+                    self.spec.name, record.depth, ancestor.number, orphaned)
