@@ -1,0 +1,173 @@
+"""States move seen -> confirmed -> finalized as blocks are mined; reorgs orphan, re-index and are recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.persistence import transfers_repo
+from chains.devnet import encode_call
+from chains.errors import ReorgTooDeep
+from tests.support.harness import Devnet, address_for, index_once, indexed, make_settings, rows, wallet
+
+DEPOSIT = address_for("deposit-r")
+HOT = address_for("hot-r")
+CUSTOMER = address_for("customer-r")
+
+
+def _settings(tmp_path: Path, url: str, chain: Devnet, **overrides: object):
+    return make_settings(tmp_path, url, [chain.chain_config("a", **overrides)], chain.token_configs("a"),
+                         [wallet(DEPOSIT, "dep"), wallet(HOT, "hot", "hot", "house")])
+
+
+def _by_tx(all_rows: list[dict]) -> dict[str, dict]:
+    return {r["tx_hash"]: r for r in all_rows}
+
+
+@pytest.mark.parametrize("mode", ["depth", "tag"])
+async def test_state_moves_seen_confirmed_finalized(chain_a: Devnet, engine: AsyncEngine, database_url: str,
+                                                    tmp_path: Path, mode: str) -> None:
+    # depth mode: confirmed at 2 blocks on top, finalized at 6. Tag mode: anvil's safe = head-4, finalized = head-8
+    overrides = {"confirmations": 2, "finality": 6} if mode == "depth" else {"confirmations": "safe",
+                                                                             "finality": "tag"}
+    to_confirm, to_finalize = (2, 4) if mode == "depth" else (4, 4)
+    settings = _settings(tmp_path, database_url, chain_a, **overrides)
+    usdc = chain_a.tokens["usdc"]
+    chain_a.anvil.mine(10)
+    usdc.mint(CUSTOMER, 10**9)
+    tx = usdc.transfer(CUSTOMER, DEPOSIT, 123_456_789)
+
+    await index_once(settings, engine)
+    row = _by_tx(await rows(engine, chain_a.chain_id))[tx]
+    assert row["state"] == "seen" and row["confirmed_at"] is None
+
+    chain_a.anvil.mine(to_confirm - 1)
+    await index_once(settings, engine)
+    assert _by_tx(await rows(engine, chain_a.chain_id))[tx]["state"] == "seen"
+    chain_a.anvil.mine(1)
+    await index_once(settings, engine)
+    row = _by_tx(await rows(engine, chain_a.chain_id))[tx]
+    assert row["state"] == "confirmed" and row["finalized_at"] is None
+
+    chain_a.anvil.mine(to_finalize - 1)
+    await index_once(settings, engine)
+    assert _by_tx(await rows(engine, chain_a.chain_id))[tx]["state"] == "confirmed"
+    chain_a.anvil.mine(1)
+    await index_once(settings, engine)
+    row = _by_tx(await rows(engine, chain_a.chain_id))[tx]
+    assert row["state"] == "finalized"
+    assert row["seen_at"] <= row["confirmed_at"] <= row["finalized_at"]
+    assert row["amount"] == 123_456_789
+
+
+@pytest.mark.parametrize("depth", [1, 3, 10])
+async def test_reorg_replaces_transfers_and_is_recorded(chain_a: Devnet, engine: AsyncEngine, database_url: str,
+                                                        tmp_path: Path, depth: int) -> None:
+    settings = _settings(tmp_path, database_url, chain_a, confirmations=2, finality=30)
+    usdc = chain_a.tokens["usdc"]
+    usdc.mint(CUSTOMER, 10**12)
+    chain_a.anvil.mine(3)
+    replaced = [usdc.transfer(CUSTOMER, DEPOSIT, 1_000 + i) for i in range(depth)]  # one per block
+    await index_once(settings, engine)
+    old_head = chain_a.anvil.get_block("latest")["hash"]
+    assert set(_by_tx(await rows(engine, chain_a.chain_id))) >= set(replaced)
+
+    replacement = {"from": CUSTOMER, "to": usdc.address, "gas": 100_000,
+                   "data": encode_call("transfer(address,uint256)", [HOT, 77_000 + depth])}
+    chain_a.anvil.reorg(depth, [(replacement, depth - 1)])
+    await index_once(settings, engine)
+
+    assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
+    by_tx = _by_tx(await rows(engine, chain_a.chain_id))
+    assert all(by_tx[h]["state"] == "orphaned" and by_tx[h]["orphaned_at"] is not None for h in replaced)
+    assert [r["amount"] for r in by_tx.values() if r["recipient"] == HOT] == [77_000 + depth]
+    async with engine.connect() as conn:
+        reorgs = await transfers_repo.reorgs(conn, chain_a.chain_id)
+    assert len(reorgs) == 1
+    assert reorgs[0]["depth"] == depth and reorgs[0]["old_head_hash"] == old_head
+    assert reorgs[0]["orphaned"] == depth
+    assert reorgs[0]["new_head_hash"] == chain_a.anvil.get_block("latest")["hash"]
+    assert reorgs[0]["ancestor_number"] == chain_a.anvil.block_number() - depth
+
+
+async def test_transaction_re_mined_in_another_block_keeps_its_identity(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, database_url, chain_a, confirmations=2, finality=30)
+    usdc = chain_a.tokens["usdc"]
+    signer = chain_a.anvil.accounts[1]  # a key anvil holds, so the raw transaction carries a real signature
+    usdc.mint(signer, 10**12)
+    chain_a.anvil.mine(3)  # the mint stays below the reorg
+    tx = usdc.transfer(signer, DEPOSIT, 5_000_000)
+    chain_a.anvil.mine(2)
+    await index_once(settings, engine)
+    before = _by_tx(await rows(engine, chain_a.chain_id))[tx]
+
+    raw = chain_a.anvil.raw_transaction(tx)
+    chain_a.anvil.reorg(3, [(raw, 1)])  # same signed transaction, mined one block later
+    await index_once(settings, engine)
+
+    after = _by_tx(await rows(engine, chain_a.chain_id))[tx]
+    assert after["id"] == before["id"]
+    assert after["state"] != "orphaned" and after["orphaned_at"] is None
+    assert after["block_hash"] != before["block_hash"] and after["block_number"] == before["block_number"] + 1
+    assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
+    from sqlalchemy import select
+
+    from app.persistence.tables import TransferOrphaning
+
+    async with engine.connect() as conn:
+        evidence = (await conn.execute(select(TransferOrphaning.__table__))).mappings().all()
+    assert [(e["transfer_id"], e["block_hash"]) for e in evidence] == [(before["id"], before["block_hash"])]
+
+
+async def test_reorg_while_the_watcher_is_stopped_is_found_on_restart(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, database_url, chain_a, confirmations=2, finality=30)
+    usdc = chain_a.tokens["usdc"]
+    usdc.mint(CUSTOMER, 10**12)
+    gone = usdc.transfer(CUSTOMER, DEPOSIT, 42)
+    await index_once(settings, engine)  # the watcher stops here
+    chain_a.anvil.reorg(2, [({"from": CUSTOMER, "to": usdc.address, "gas": 100_000,
+                              "data": encode_call("transfer(address,uint256)", [DEPOSIT, 43])}, 0)])
+    await index_once(settings, engine)  # a new process: same database, fresh watcher
+    assert _by_tx(await rows(engine, chain_a.chain_id))[gone]["state"] == "orphaned"
+    assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
+
+
+async def test_reorg_below_finality_raises_an_alert_and_stops_the_chain(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, database_url, chain_a, confirmations=1, finality=3)
+    usdc = chain_a.tokens["usdc"]
+    usdc.mint(CUSTOMER, 10**12)
+    final = usdc.transfer(CUSTOMER, DEPOSIT, 99)
+    chain_a.anvil.mine(6)
+    await index_once(settings, engine)
+    assert _by_tx(await rows(engine, chain_a.chain_id))[final]["state"] == "finalized"
+
+    chain_a.anvil.reorg(8, [])  # deeper than the 3-block finality depth
+    with pytest.raises(ReorgTooDeep):
+        await index_once(settings, engine)
+    async with engine.connect() as conn:
+        status = (await transfers_repo.chain_statuses(conn))[0]
+    assert status["state"] == "alert" and "below finality" in status["alert_detail"]
+    row = _by_tx(await rows(engine, chain_a.chain_id))[final]
+    assert row["state"] == "finalized"  # never silently rewritten
+    chain_a.anvil.mine(3)
+    await index_once(settings, engine)  # stays stopped: the cursor does not advance
+    async with engine.connect() as conn:
+        assert (await transfers_repo.chain_statuses(conn))[0]["cursor_number"] == status["cursor_number"]
+
+    from app.persistence.watcher_store import SqlWatcherStore
+
+    assert await SqlWatcherStore(engine).allow_deep_reorg(chain_a.chain_id)  # the operator's decision
+    await index_once(settings, engine)
+    assert _by_tx(await rows(engine, chain_a.chain_id))[final]["state"] == "orphaned"
+    assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
+    async with engine.connect() as conn:
+        assert (await transfers_repo.chain_statuses(conn))[0]["state"] == "live"
+        assert [r["deep"] for r in await transfers_repo.reorgs(conn, chain_a.chain_id)] == [True]
