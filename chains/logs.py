@@ -90,14 +90,17 @@ class LogSource:
         return out
 
     # ---- logs -----------------------------------------------------------------------------------------------
-    async def ranges(self, start: int, end: int, flt: LogFilter) -> AsyncIterator[tuple[int, int, list[dict]]]:
-        """Yield (from, to, logs) chunks covering [start, end] in order, sizing each chunk adaptively."""
+    async def ranges(
+        self, start: int, end: int, flt: LogFilter, headers: dict[int, BlockHeader] | None = None
+    ) -> AsyncIterator[tuple[int, int, list[dict]]]:
+        """Yield (from, to, logs) chunks covering [start, end] in order, sizing each chunk adaptively.
+        `headers`, when the caller already has them, spare the header fetch that verifies an empty reply."""
         cursor = start
         while cursor <= end:
             size = min(self._range, self._cap(), end - cursor + 1)
             to = cursor + size - 1
             try:
-                logs = await self._range_logs(cursor, to, flt)
+                logs = await self._range_logs(cursor, to, flt, headers)
             except RangeTooLarge as exc:
                 self._shrink(exc, cursor, to)
                 continue
@@ -105,13 +108,34 @@ class LogSource:
             yield cursor, to, logs
             cursor = to + 1
 
-    async def _range_logs(self, start: int, end: int, flt: LogFilter) -> list[dict]:
+    async def _range_logs(
+        self, start: int, end: int, flt: LogFilter, headers: dict[int, BlockHeader] | None = None
+    ) -> list[dict]:
         merged: dict[tuple[str, str], dict] = {}
         for query in flt.queries():
             reply = await self.rpc.call("eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}])
+            if not reply:
+                reply = await self._verify_empty(start, end, flt, query, headers)
             for entry in await self._consistent(reply, flt, query):
                 merged[(entry["blockHash"], entry["logIndex"])] = entry
         return sorted(merged.values(), key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16)))
+
+    async def _verify_empty(
+        self, start: int, end: int, flt: LogFilter, query: dict[str, Any], headers: dict[int, BlockHeader] | None
+    ) -> list[dict]:
+        """An empty reply is believed only where the blocks' logsBloom agrees; other blocks are re-asked by hash
+        (a known silent failure: 200 with [] although the block has logs)."""
+        numbers = list(range(start, end + 1))
+        if headers is None or any(n not in headers for n in numbers):
+            headers = await self.headers(numbers)
+        found: list[dict] = []
+        for number in numbers:
+            header = headers.get(number)
+            if header is not None and flt.bloom_says_maybe(header.logs_bloom):
+                found.extend(await self.by_hash(header, flt, query))
+        if found:
+            log.warning("empty getLogs reply for %d-%d, but %d logs found by block hash", start, end, len(found))
+        return found
 
     async def _consistent(self, reply: list[dict], flt: LogFilter, query: dict[str, Any]) -> list[dict]:
         """Drop and re-ask (by block hash) the blocks whose logs fail the per-reply checks."""

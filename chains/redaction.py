@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 _SECRETISH = re.compile(r"[A-Za-z0-9_\-]{16,}")
@@ -38,3 +41,27 @@ def scrub(text: str, urls: list[str]) -> str:
             if secret:
                 text = text.replace(secret, "***")
     return text
+
+
+_registered: list[str] = []
+_base_factory = logging.getLogRecordFactory()
+
+
+def _scrubbing_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _base_factory(*args, **kwargs)
+    if _registered:
+        message = record.getMessage()
+        clean = scrub(message, _registered)
+        if clean != message:
+            record.msg, record.args = clean, ()
+    return record
+
+
+def register_secret_urls(urls: Iterable[str]) -> None:
+    """Redact these URLs from every log record of the process, whichever library logs them (web3 logs
+    endpoint URLs at INFO). Installed once; idempotent."""
+    for url in urls:
+        if url not in _registered:
+            _registered.append(url)
+    if logging.getLogRecordFactory() is not _scrubbing_factory:
+        logging.setLogRecordFactory(_scrubbing_factory)

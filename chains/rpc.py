@@ -20,7 +20,7 @@ from web3.exceptions import Web3Exception
 
 from chains.classify import classify_rpc_error
 from chains.errors import AllEndpointsFailed, Fatal, HeadNotReady, RangeTooLarge, RateLimited, RpcError, Transient
-from chains.redaction import redact_url, scrub
+from chains.redaction import redact_url, register_secret_urls, scrub
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class RpcClient:
         if not urls:
             raise Fatal("no RPC URL configured")
         self._urls = list(urls)
+        register_secret_urls(self._urls)
         self.endpoints = [
             Endpoint(
                 url=u,

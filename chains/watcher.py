@@ -214,12 +214,7 @@ class ChainWatcher:
     async def _commit_backfill_chunk(
         self, lo: int, hi: int, logs: list[dict], *, flt: LogFilter, marks: Marks, target: Target | None
     ) -> None:
-        if not logs:  # an empty reply is checked against the headers' logsBloom (silent provider failure)
-            headers = await self.source.headers(list(range(lo, hi + 1)))
-            logs = await self.source.checked_against_headers([], headers, flt)
-            end_header = headers.get(hi)
-        else:
-            end_header = await self.source.header(hi)
+        end_header = await self.source.header(hi)
         if end_header is None:
             raise ChainError(f"block {hi} vanished during backfill")
         transfers = await self._with_times(self._select(logs))
@@ -273,7 +268,7 @@ class ChainWatcher:
         last = max(linked)
         flt = self._filter()
         logs: list[dict] = []
-        async for _, _, chunk in self.source.ranges(cursor.number + 1, last, flt):
+        async for _, _, chunk in self.source.ranges(cursor.number + 1, last, flt, linked):
             logs.extend(chunk)
         checked = await self.source.checked_against_headers(logs, linked, flt)
         transfers = self._select(checked)

@@ -1,0 +1,117 @@
+"""A flaky provider (fault-injecting proxy in front of anvil) and a dead second URL: the indexed set is exact."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.indexer import build_watcher
+from app.persistence.watcher_store import SqlWatcherStore
+from tests.support.harness import Devnet, address_for, index_once, indexed, make_settings, wallet
+from tests.support.rpc_proxy import Fault, FaultProxy, dead_url
+
+DEPOSIT = address_for("deposit-f")
+HOT = address_for("hot-f")
+CUSTOMER = address_for("customer-f")
+
+
+def _traffic(chain: Devnet, blocks: int = 40) -> None:
+    usdc, usdt = chain.tokens["usdc"], chain.tokens["usdt"]
+    usdc.mint(CUSTOMER, 10**12)
+    usdt.mint(CUSTOMER, 10**12)
+    for i in range(blocks):
+        (usdc if i % 2 else usdt).transfer(CUSTOMER, DEPOSIT if i % 3 else HOT, 1_000 + i)
+        if i % 5 == 0:
+            usdc.transfer(CUSTOMER, address_for(f"other-{i}"), 7)  # noise in the same token
+    chain.batch.batch_transfer(usdc, CUSTOMER, [DEPOSIT, HOT] * 10, list(range(1, 21)))
+
+
+def _settings(tmp_path: Path, url: str, chain: Devnet, rpc_urls: list[str], **overrides: object):
+    cfg = chain.chain_config("a", rpc_urls=rpc_urls, request_timeout=1.0, max_retries=12, **overrides)
+    return make_settings(tmp_path, url, [cfg], chain.token_configs("a"),
+                         [wallet(DEPOSIT, "dep"), wallet(HOT, "hot", "hot", "house")])
+
+
+EVERY_FAULT = [
+    # each range error fires on the next request wider than one block: 64 -> 32 -> 16 -> 8 -> 4 -> 2 -> 1
+    Fault("infura_range", min_range=1, times=2),
+    Fault("alchemy_range", min_range=1),
+    Fault("reth_range", min_range=1),
+    Fault("ankr_range", min_range=1),
+    Fault("arbitrum_range", min_range=1),
+    Fault("http_429", times=2),
+    Fault("timeout", delay=2.5),
+    Fault("empty_logs"),
+    Fault("duplicate_log"),
+    Fault("wrong_block_hash"),
+    Fault("http_429", method="eth_getBlockByNumber"),
+    Fault("rate_limit_jsonrpc", method="eth_blockNumber"),
+]
+
+
+@pytest.mark.parametrize("mode", ["wallets", "scan"])
+async def test_every_provider_fault_and_a_dead_url_still_give_the_exact_set(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, mode: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _traffic(chain_a)
+    chain_a.anvil.mine(5)
+    with FaultProxy(chain_a.anvil.url) as proxy:
+        proxy.add(*[Fault(f.kind, method=f.method, times=f.times, min_range=f.min_range, delay=f.delay)
+                    for f in EVERY_FAULT])
+        settings = _settings(tmp_path, database_url, chain_a, [proxy.url, dead_url()], mode=mode,
+                             max_getlogs_range=64, finality=20)
+        with caplog.at_level(logging.DEBUG):
+            await index_once(settings, engine)
+        fired = dict(proxy.fired)
+    assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
+    must_fire = {"infura_range", "alchemy_range", "reth_range", "ankr_range", "arbitrum_range", "http_429",
+                 "timeout", "empty_logs", "duplicate_log", "wrong_block_hash"}
+    assert must_fire <= set(fired), fired
+    assert "SECRETKEY0123456789abcdef" not in caplog.text  # the API key in the proxy's path never shows
+
+
+async def test_failover_to_a_second_node_stays_behind_its_head(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    _traffic(chain_a, blocks=10)
+    chain_a.anvil.mine(5)
+    settings = _settings(tmp_path, database_url, chain_a, [dead_url(), chain_a.anvil.url], finality=20)
+    store = SqlWatcherStore(engine)
+    await store.ensure_chain(chain_a.chain_id, "a")
+    handle = build_watcher(settings, settings.chains[0], store)
+    try:
+        cursor = await handle.watcher.run_until_caught_up()
+    finally:
+        await handle.rpc.close()
+    head = chain_a.anvil.block_number()
+    assert handle.rpc.active == 1 and handle.rpc.endpoints[0].failures > 0
+    assert cursor.number == head - settings.chains[0].failover_lag
+    block = chain_a.anvil.get_block(cursor.number)
+    assert cursor.hash == block["hash"]
+    assert await indexed(engine, chain_a.chain_id) == {
+        t for t in chain_a.canonical_transfers([DEPOSIT, HOT]) if int(chain_a.anvil.receipt(t[0])["blockNumber"], 16)
+        <= cursor.number
+    }
+
+
+async def test_a_lagging_node_is_not_mistaken_for_a_reorg(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    _traffic(chain_a, blocks=10)
+    with FaultProxy(chain_a.anvil.url) as proxy:
+        settings = _settings(tmp_path, database_url, chain_a, [proxy.url], finality=20)
+        await index_once(settings, engine)
+        proxy.add(Fault("lagging_head", method="*", times=None, lag=5))  # the node falls 5 blocks behind
+        chain_a.anvil.mine(2)
+        await index_once(settings, engine)
+        proxy.clear()
+        await index_once(settings, engine)
+    from app.persistence import transfers_repo
+
+    async with engine.connect() as conn:
+        assert await transfers_repo.reorgs(conn, chain_a.chain_id) == []
+    assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
