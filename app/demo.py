@@ -224,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # SETTLE_* variables may override the file; never let them point the demo at another database.
         settings = settings.model_copy(update={"database_url": db_url(db), "data_dir": demo_dir})
         configure_logging(settings)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # the devnet client's per-request lines
         upgrade(settings.database_url)
         server = uvicorn.Server(uvicorn.Config(create_app(settings, run_watchers=True), host=HOST, port=port,
                                                log_config=None, timeout_graceful_shutdown=5))

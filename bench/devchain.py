@@ -134,16 +134,20 @@ def _generate(anvil: Anvil, logs: int, blocks: int, wallets: int) -> BenchChain:
     recipients = deposit_addresses(wallets)
     first = anvil.block_number() + 1
     j = 0
-    for count in per_block_counts(logs, blocks):
-        txs = []
-        for lo in range(0, count, MAX_PER_TX):
-            n = min(MAX_PER_TX, count - lo)
-            to = [recipients[(j + k) % wallets] for k in range(n)]
-            amounts = [AMOUNT_BASE + j + k for k in range(n)]
-            data = encode_call("batchTransfer(address,address[],uint256[])", [token.address, to, amounts])
-            txs.append((data, TX_BASE_GAS + TX_GAS_PER_TRANSFER * n))
-            j += n
-        _send_block(anvil, sender, batch.address, txs)
+    # Automine off, one evm_mine per block: automine may fold quickly sent transactions into one block.
+    anvil.set_automine(False)
+    try:
+        for count in per_block_counts(logs, blocks):
+            for lo in range(0, count, MAX_PER_TX):
+                n = min(MAX_PER_TX, count - lo)
+                to = [recipients[(j + k) % wallets] for k in range(n)]
+                amounts = [AMOUNT_BASE + j + k for k in range(n)]
+                data = encode_call("batchTransfer(address,address[],uint256[])", [token.address, to, amounts])
+                anvil.send_tx(sender, batch.address, data, gas=TX_BASE_GAS + TX_GAS_PER_TRANSFER * n, wait=False)
+                j += n
+            anvil.rpc("evm_mine")
+    finally:
+        anvil.set_automine(True)
     anvil.mine(1)  # one block above the range, so that finality depth 1 covers all of it
     last = first + blocks - 1
     if anvil.block_number() != last + 1:
@@ -152,12 +156,3 @@ def _generate(anvil: Anvil, logs: int, blocks: int, wallets: int) -> BenchChain:
                       last_block=last, gas_limit=anvil.gas_limit or MIN_BLOCK_GAS,
                       generated_s=time.perf_counter() - started)
 
-
-def _send_block(anvil: Anvil, sender: str, to: str, txs: list[tuple[str, int]]) -> None:
-    """One block holding `txs` (calldata, gas): automine for a single tx (fast), else one `in_one_block`."""
-    if len(txs) == 1:
-        anvil.send_tx(sender, to, txs[0][0], gas=txs[0][1], wait=False)
-        return
-    with anvil.in_one_block():
-        for data, gas in txs:
-            anvil.send_tx(sender, to, data, gas=gas, wait=False)

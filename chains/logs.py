@@ -4,6 +4,10 @@ A reply is rejected and re-asked by block hash when: a log's block hash differs 
 logs of the same block), a (block, logIndex) pair repeats, or a block's logsBloom says it has matching logs but
 none came back. Range errors shrink the range: to the provider's suggestion when it gives one, else to its stated
 maximum, else by half; the largest range that worked is remembered per URL.
+
+Successful replies size the next range by their log count: ranges start small (INITIAL_RANGE blocks), double while
+replies stay sparse, and shrink or stop growing so that one reply holds about `target_logs` logs. That keeps the
+memory a chunk takes (and the commit it becomes) the same however dense the chain is.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ log = logging.getLogger(__name__)
 
 HEADER_BATCH = 100
 MAX_REASKS = 4
+INITIAL_RANGE = 20
+"""Blocks in the first getLogs range: dense chains carry hundreds of Transfers per block."""
+TARGET_LOGS = 10_000
+"""Logs per getLogs reply that the range sizing aims at (also the common provider cap on results)."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +72,11 @@ def parse_header(raw: dict[str, Any]) -> BlockHeader:
 class LogSource:
     """Headers and verified logs for one chain, over an RpcClient."""
 
-    def __init__(self, rpc: RpcClient, *, max_range: int) -> None:
+    def __init__(self, rpc: RpcClient, *, max_range: int, target_logs: int = TARGET_LOGS) -> None:
         self.rpc = rpc
         self.max_range = max_range
-        self._range = max_range
+        self.target_logs = target_logs
+        self._range = min(max_range, INITIAL_RANGE)
         self.range_errors = 0
         self.reasks = 0
 
@@ -104,7 +113,7 @@ class LogSource:
             except RangeTooLarge as exc:
                 self._shrink(exc, cursor, to)
                 continue
-            self._learn(size)
+            self._learn(size, len(logs))
             yield cursor, to, logs
             cursor = to + 1
 
@@ -195,11 +204,15 @@ class LogSource:
         cap = self.rpc.current.range_cap
         return cap if cap else self.max_range
 
-    def _learn(self, size: int) -> None:
+    def _learn(self, size: int, count: int) -> None:
+        """After `size` blocks answered with `count` logs: grow by doubling (as after a range error), but never
+        past the size that would bring about `target_logs` logs; shrink to that size when the reply had more."""
         ep = self.rpc.current
         ep.max_ok_range = max(ep.max_ok_range, size)
         if size >= self._range and self._range < self.max_range:
             self._range = min(self.max_range, self._range * 2, ep.range_cap or self.max_range)
+        if count:
+            self._range = max(1, min(self._range, size * self.target_logs // count))
 
     def _shrink(self, exc: RangeTooLarge, start: int, end: int) -> None:
         self.range_errors += 1

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.persistence import transfers_repo
 from chains.devnet import encode_call
 from chains.errors import ReorgTooDeep
-from tests.support.harness import Devnet, address_for, index_once, indexed, make_settings, rows, wallet
+from tests.support.harness import Devnet, assert_balances_agree, address_for, index_once, indexed, make_settings, rows, wallet
 
 DEPOSIT = address_for("deposit-r")
 HOT = address_for("hot-r")
@@ -90,6 +90,7 @@ async def test_reorg_replaces_transfers_and_is_recorded(chain_a: Devnet, engine:
     assert reorgs[0]["orphaned"] == depth
     assert reorgs[0]["new_head_hash"] == chain_a.anvil.get_block("latest")["hash"]
     assert reorgs[0]["ancestor_number"] == chain_a.anvil.block_number() - depth
+    await assert_balances_agree(settings, engine)
 
 
 async def test_transaction_re_mined_in_another_block_keeps_its_identity(
@@ -121,6 +122,7 @@ async def test_transaction_re_mined_in_another_block_keeps_its_identity(
     async with engine.connect() as conn:
         evidence = (await conn.execute(select(TransferOrphaning.__table__))).mappings().all()
     assert [(e["transfer_id"], e["block_hash"]) for e in evidence] == [(before["id"], before["block_hash"])]
+    await assert_balances_agree(settings, engine)
 
 
 async def test_reorg_while_the_watcher_is_stopped_is_found_on_restart(
@@ -136,6 +138,7 @@ async def test_reorg_while_the_watcher_is_stopped_is_found_on_restart(
     await index_once(settings, engine)  # a new process: same database, fresh watcher
     assert _by_tx(await rows(engine, chain_a.chain_id))[gone]["state"] == "orphaned"
     assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
+    await assert_balances_agree(settings, engine)
 
 
 async def test_reorg_below_finality_raises_an_alert_and_stops_the_chain(
@@ -171,3 +174,4 @@ async def test_reorg_below_finality_raises_an_alert_and_stops_the_chain(
     async with engine.connect() as conn:
         assert (await transfers_repo.chain_statuses(conn))[0]["state"] == "live"
         assert [r["deep"] for r in await transfers_repo.reorgs(conn, chain_a.chain_id)] == [True]
+    await assert_balances_agree(settings, engine)

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chains.devnet import MAX_UINT256
-from tests.support.harness import Devnet, address_for, index_once, indexed, make_settings, rows, wallet
+from tests.support.harness import Devnet, assert_balances_agree, address_for, index_once, indexed, make_settings, rows, wallet
 
 HOT = address_for("hot")
 COLD = address_for("cold")
@@ -55,6 +55,7 @@ async def test_indexed_set_equals_canonical_logs(chain_a: Devnet, engine: AsyncE
     assert {1, MAX_UINT256, MAX_UINT256 - 7, 1_250_500_000} <= amounts
     assert len([t for t in got if t[5] == HOT and t[4] == chain_a.batch.address]) == 0  # from is the customer
     assert len([t for t in got if t[4] == CUSTOMER and t[5] == HOT]) >= 100  # the batch's transfers to HOT
+    await assert_balances_agree(settings, engine)
 
 
 async def test_indexing_twice_changes_nothing(chain_a: Devnet, engine: AsyncEngine, database_url: str,
@@ -75,3 +76,4 @@ async def test_token_wide_scan_mode_finds_the_same_set(chain_a: Devnet, engine: 
     settings = _settings(tmp_path, database_url, chain_a, mode="scan")
     await index_once(settings, engine)
     assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([HOT, COLD, DEPOSIT])
+    await assert_balances_agree(settings, engine)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.indexer import build_watcher
 from app.persistence.watcher_store import SqlWatcherStore
-from tests.support.harness import Devnet, address_for, index_once, indexed, make_settings, wallet
+from tests.support.harness import Devnet, assert_balances_agree, address_for, index_once, indexed, make_settings, wallet
 from tests.support.rpc_proxy import Fault, FaultProxy, dead_url
 
 DEPOSIT = address_for("deposit-f")
@@ -67,6 +67,8 @@ async def test_every_provider_fault_and_a_dead_url_still_give_the_exact_set(
         with caplog.at_level(logging.DEBUG):
             await index_once(settings, engine)
         fired = dict(proxy.fired)
+        proxy.clear()
+        await assert_balances_agree(settings, engine)
     assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
     must_fire = {"infura_range", "alchemy_range", "reth_range", "ankr_range", "arbitrum_range", "http_429",
                  "timeout", "empty_logs", "duplicate_log", "wrong_block_hash"}

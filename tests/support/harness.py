@@ -102,3 +102,19 @@ async def rows(engine: AsyncEngine, chain_id: int) -> list[dict]:
     async with engine.connect() as conn:
         result = await conn.execute(select(T).where(T.c.chain_id == chain_id).order_by(T.c.id))
         return [dict(r) for r in result.mappings()]
+
+
+async def balance_differences(settings: Settings, engine: AsyncEngine) -> dict[tuple[str, str, str], int]:
+    """Run the balance check on every chain; {(chain, wallet, token symbol): balanceOf - indexed}."""
+    from app.balance_check import check_chain
+
+    out = {}
+    for chain in settings.chains:
+        for r in await check_chain(settings, engine, chain):
+            out[(chain.name, r.wallet, r.symbol)] = r.difference
+    return out
+
+
+async def assert_balances_agree(settings: Settings, engine: AsyncEngine) -> None:
+    diffs = await balance_differences(settings, engine)
+    assert diffs and all(d == 0 for d in diffs.values()), {k: v for k, v in diffs.items() if v}
