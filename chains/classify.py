@@ -20,7 +20,7 @@ from chains.errors import (
 
 _HEX_RANGE = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
 _DEC_RANGE = re.compile(r"retry with the range (\d+)-(\d+)")
-_MAX_RANGE = re.compile(r"(?:limited to (?:a )?|at most |max block range |up to a )([\d,]+)(?: block)?")
+_MAX_RANGE = re.compile(r"(?:limited to (?:a )?|at most |max block range |up to a )([\d,]+)([kK]?)")
 
 _RANGE_FRAGMENTS = (
     "query returned more than",
@@ -79,5 +79,5 @@ def _max(message: str) -> int | None:
     if "free tier" in message.lower() and (m := re.search(r"up to a (\d+) block range", message)):
         return int(m.group(1))
     if m := _MAX_RANGE.search(message):
-        return int(m.group(1).replace(",", ""))
+        return int(m.group(1).replace(",", "")) * (1000 if m.group(2) else 1)
     return None

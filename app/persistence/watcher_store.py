@@ -131,31 +131,26 @@ class SqlWatcherStore:
     async def _insert_transfers(
         self, conn: AsyncConnection, transfers: Sequence[TransferLog], marks: Marks, now: datetime
     ) -> int:
+        """Insert new transfers; a row whose event (chain_id, tx_hash, log_index) exists is left alone unless it
+        is orphaned, in which case it is revived with the new observation. Returns rows inserted or revived.
+
+        Hot path (backfill): rows are built once as tuples; PostgreSQL takes large batches by COPY into a temporary
+        table then one INSERT ... SELECT ... ON CONFLICT, SQLite by a driver-level executemany. The first of
+        several rows for one event wins, as it did with one statement per row."""
         if not transfers:
             return 0
-        rows = []
-        for t in transfers:
-            state = _state_for(t.block_number, marks)
-            rows.append({
-                "chain_id": t.chain_id, "token": t.token, "sender": t.sender, "recipient": t.recipient,
-                "amount": t.amount, "tx_hash": t.tx_hash, "log_index": t.log_index,
-                "block_number": t.block_number, "block_hash": t.block_hash,
-                "block_time": datetime.fromtimestamp(t.block_time, UTC) if t.block_time is not None else None,
-                "state": state.value, "seen_at": now,
-                "confirmed_at": now if state is not TransferState.SEEN else None,
-                "finalized_at": now if state is TransferState.FINALIZED else None,
-                "orphaned_at": None,
-            })
+        rows = _transfer_rows(transfers, marks, now)
+        if conn.dialect.name == "postgresql" and len(rows) >= _COPY_MIN_ROWS:
+            return await _copy_transfers(conn, rows)
+        if conn.dialect.name == "sqlite":
+            return await _executemany_transfers(conn, rows)
         stmt = insert_for(conn, T)
-        revive = {c: getattr(stmt.excluded, c) for c in (
-            "block_number", "block_hash", "block_time", "state", "seen_at", "confirmed_at", "finalized_at",
-            "orphaned_at", "token", "sender", "recipient", "amount")}
         stmt = stmt.on_conflict_do_update(
             index_elements=[T.c.chain_id, T.c.tx_hash, T.c.log_index],
-            set_=revive,
+            set_={c: getattr(stmt.excluded, c) for c in _REVIVED},
             where=T.c.state == TransferState.ORPHANED.value,
         )
-        result = await conn.execute(stmt, rows)
+        result = await conn.execute(stmt, [dict(zip(_COLUMNS, r, strict=True)) for r in rows])
         return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
 
     async def promote(self, chain_id: int, marks: Marks, cursor: Cursor) -> None:
@@ -245,3 +240,87 @@ class SqlWatcherStore:
                 await conn.execute(update(CS).where(*where, CS.c.state != ChainState.ALERT.value).values(
                     state=state.value))
             await conn.execute(update(CS).where(*where).values(**values))
+
+
+# ---- transfer inserts (the backfill hot path) ----------------------------------------------------------------------
+_COLUMNS = ("chain_id", "token", "sender", "recipient", "amount", "tx_hash", "log_index", "block_number",
+            "block_hash", "block_time", "state", "seen_at", "confirmed_at", "finalized_at", "orphaned_at")
+_REVIVED = ("block_number", "block_hash", "block_time", "state", "seen_at", "confirmed_at", "finalized_at",
+            "orphaned_at", "token", "sender", "recipient", "amount")
+_ON_CONFLICT = (
+    "ON CONFLICT (chain_id, tx_hash, log_index) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _REVIVED)
+    + f" WHERE transfers.state = '{TransferState.ORPHANED.value}'"
+)
+_COPY_MIN_ROWS = 32
+"""Below this many rows a PostgreSQL batch is one executemany: the staging table's DDL would cost more."""
+_STAGE = "_transfers_stage"
+# A fresh temporary table is only ever scanned from its first page (no parallel or synchronized scans of local
+# buffers), so INSERT ... SELECT keeps the batch's order and ids follow chain order as before.
+_STAGE_DDL = f"CREATE TEMPORARY TABLE {_STAGE} ON COMMIT DROP AS SELECT {', '.join(_COLUMNS)} FROM transfers WITH NO DATA"
+_STAGE_INSERT = f"INSERT INTO transfers ({', '.join(_COLUMNS)}) SELECT {', '.join(_COLUMNS)} FROM {_STAGE} {_ON_CONFLICT}"
+_SQLITE_INSERT = f"INSERT INTO transfers ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) {_ON_CONFLICT}"
+
+
+def _transfer_rows(transfers: Sequence[TransferLog], marks: Marks, now: datetime) -> list[tuple[Any, ...]]:
+    """One tuple per event in `_COLUMNS` order (Python values: int amounts, aware datetimes); the first
+    transfer of an event wins (later duplicates would have been no-ops)."""
+    rows: list[tuple[Any, ...]] = []
+    seen: set[tuple[int, str, int]] = set()
+    times: dict[int, datetime] = {}
+    states: dict[int, tuple[str, datetime | None, datetime | None]] = {}
+    for t in transfers:
+        key = (t.chain_id, t.tx_hash, t.log_index)
+        if key in seen:
+            continue
+        seen.add(key)
+        if (block_state := states.get(t.block_number)) is None:
+            state = _state_for(t.block_number, marks)
+            block_state = states[t.block_number] = (
+                state.value, now if state is not TransferState.SEEN else None,
+                now if state is TransferState.FINALIZED else None)
+        if t.block_time is None:
+            block_time = None
+        elif (block_time := times.get(t.block_time)) is None:
+            block_time = times[t.block_time] = datetime.fromtimestamp(t.block_time, UTC)
+        rows.append((t.chain_id, t.token, t.sender, t.recipient, t.amount, t.tx_hash, t.log_index, t.block_number,
+                     t.block_hash, block_time, block_state[0], now, block_state[1], block_state[2], None))
+    return rows
+
+
+async def _copy_transfers(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> int:
+    """PostgreSQL: COPY the rows into a transaction-local staging table, then one INSERT ... SELECT with the
+    same ON CONFLICT clause as the per-row statement. Amounts go as exact Decimals into NUMERIC(78, 0)."""
+    amount = T.c.amount.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    if amount is not None:
+        rows = [(*r[:4], amount(r[4]), *r[5:]) for r in rows]
+    # The DDL goes through SQLAlchemy so that its transaction has begun on the driver before the raw COPY.
+    await conn.exec_driver_sql(_STAGE_DDL)
+    raw = (await conn.get_raw_connection()).driver_connection
+    if not raw.is_in_transaction():
+        raise RuntimeError("COPY of transfers outside the batch's transaction")
+    await raw.copy_records_to_table(_STAGE, records=rows, columns=_COLUMNS)
+    result = await conn.exec_driver_sql(_STAGE_INSERT)
+    await conn.exec_driver_sql(f"DROP TABLE {_STAGE}")
+    return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+
+
+async def _executemany_transfers(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> int:
+    """SQLite: the same upsert as one driver-level executemany; values pass through the columns' own bind
+    processors (amounts as decimal text, datetimes as naive UTC text), datetimes converted once per value."""
+    dialect = conn.dialect
+    amount = T.c.amount.type.dialect_impl(dialect).bind_processor(dialect)
+    when = T.c.seen_at.type.dialect_impl(dialect).bind_processor(dialect)
+    cache: dict[datetime, Any] = {}
+
+    def stamp(value: datetime | None) -> Any:
+        if value is None or when is None:
+            return value
+        if (out := cache.get(value)) is None:
+            out = cache[value] = when(value)
+        return out
+
+    params = [(*r[:4], amount(r[4]) if amount else r[4], *r[5:9], stamp(r[9]), r[10], stamp(r[11]), stamp(r[12]),
+               stamp(r[13]), None) for r in rows]
+    result = await conn.exec_driver_sql(_SQLITE_INSERT, params)
+    return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)

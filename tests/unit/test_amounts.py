@@ -1,0 +1,33 @@
+"""Exact decimal <-> base-unit conversions (property-tested)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.settlement.amounts import MAX_UINT256, format_units, parse_units
+
+
+@given(st.integers(min_value=0, max_value=MAX_UINT256), st.integers(min_value=0, max_value=30))
+def test_format_then_parse_is_the_identity(value: int, decimals: int) -> None:
+    assert parse_units(format_units(value, decimals), decimals) == value
+
+
+@pytest.mark.parametrize(("value", "decimals", "text"), [
+    (1_500_000, 6, "1.5"), (1, 6, "0.000001"), (0, 18, "0"), (10**18, 18, "1"), (MAX_UINT256, 0, str(MAX_UINT256)),
+    (-5, 2, "-0.05"),
+])
+def test_format_units(value: int, decimals: int, text: str) -> None:
+    assert format_units(value, decimals) == text
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("1.0000001", "decimal places"), ("-1", "non-negative"), ("1e6", "non-negative"), ("", "decimal string"),
+    (" 1", "decimal string"), ("1.", "non-negative"), (str(MAX_UINT256 + 1), "2**256-1"), ("1,5", "non-negative"),
+])
+def test_parse_units_refuses(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        parse_units(text, 6)
