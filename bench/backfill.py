@@ -6,7 +6,8 @@
 Per N: generate (or load) a chain with exactly N Transfer logs, time raw eth_getLogs (same filter and chunk
 size as the indexer), then for each database reset the schema and run the indexer in a subprocess (peak RSS is
 its own). Checks that the database holds exactly the N transfers (count, finalized count, exact amount sum) and
-exits 1 otherwise. WARNING: the PostgreSQL database's `public` schema is dropped and re-created.
+exits 1 otherwise. WARNING: the PostgreSQL database's `public` schema is dropped and re-created (default: a
+database of its own, `settle_bench`, created when missing; not the `test` database the test suite resets).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -27,6 +29,7 @@ if __package__ in (None, ""):  # run as `python bench/backfill.py`: make `bench.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from app.persistence.db import sync_url
 from app.persistence.migrate import upgrade
@@ -34,7 +37,7 @@ from bench.baseline import RawResult, raw_aiohttp, raw_web3
 from bench.devchain import CHAIN_ID, BenchChain, bench_chain, deposit_addresses
 from chains.logs import LogFilter
 
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/settle_bench"
 SCAN_THRESHOLD = 200  # app.settings.ChainConfig.scan_threshold's default
 TARGET_RATIO_PG = 0.5
 
@@ -82,10 +85,16 @@ def _child(spec: dict[str, Any]) -> None:
         nonlocal chunks
         chunks += 1
 
+    cpu: dict[str, float] = {}
+
     async def run() -> float:
+        ticks = (_cpu_ticks(), _cpu_ticks(spec["anvil_pid"]), time.process_time())
         started = time.perf_counter()
         await index_chain(settings, engine, settings.chains[0], once=True, on_progress=progress)
         elapsed = time.perf_counter() - started
+        cpu["machine"] = (_cpu_ticks() - ticks[0]) / _HZ
+        cpu["anvil"] = (_cpu_ticks(spec["anvil_pid"]) - ticks[1]) / _HZ
+        cpu["indexer"] = time.process_time() - ticks[2]
         await engine.dispose()
         return elapsed
 
@@ -99,12 +108,14 @@ def _child(spec: dict[str, Any]) -> None:
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(spec["profile"])
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seconds": seconds, "rss_before_kib": rss_before, "maxrss_kib": _hwm_kib(),
-                      "cpu_s": usage.ru_utime + usage.ru_stime, "chunks": chunks}))
+                      "chunks": chunks, "cpu": cpu}))
 
 
 # ---- parent ----------------------------------------------------------------------------------------------------
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_ticks(pid: int | None = None) -> int:
     """Busy clock ticks: of process `pid` (utime + stime), or of the whole machine (all but idle and iowait)."""
     if pid is not None:
@@ -114,7 +125,19 @@ def _cpu_ticks(pid: int | None = None) -> int:
     return sum(values) - values[3] - values[4]
 
 
+def _ensure_database(url: str) -> None:
+    """Create the PostgreSQL database of `url` if it does not exist (connecting to the server's `postgres`)."""
+    parsed = make_url(sync_url(url))
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parsed.database}) is None:
+            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+    admin.dispose()
+
+
 def _reset_db(target: str, url: str) -> None:
+    if target == "postgres":
+        _ensure_database(url)
     engine = create_engine(sync_url(url))
     if target == "postgres":
         with engine.begin() as conn:
@@ -139,20 +162,16 @@ def _check_db(url: str, chain: BenchChain) -> tuple[bool, str]:
 
 def _run_indexer(args: argparse.Namespace, target: str, url: str, rpc_url: str, chain: BenchChain,
                  anvil_pid: int | None, work: Path) -> dict[str, Any]:
-    spec = {"url": url, "rpc_url": rpc_url, "wallets": chain.wallets, "token": chain.token,
+    spec = {"url": url, "rpc_url": rpc_url, "anvil_pid": anvil_pid, "wallets": chain.wallets, "token": chain.token,
             "first_block": chain.first_block, "max_range": args.max_range, "mode": args.mode,
             "data_dir": str(work / f"data-{target}")}
     if args.profile:
         spec["profile"] = str(Path(args.profile) / f"indexer-{target}-n{chain.logs}.prof")
-    machine, anvil = _cpu_ticks(), _cpu_ticks(anvil_pid)
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], stdout=subprocess.PIPE,
                           text=True, check=False)
-    machine, anvil = _cpu_ticks() - machine, _cpu_ticks(anvil_pid) - anvil
     if proc.returncode != 0:
         raise SystemExit(f"indexer subprocess failed with code {proc.returncode} on {target}")
     out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    hz = 100.0
-    out["anvil_cpu_s"], out["machine_cpu_s"] = anvil / hz, machine / hz
     return out
 
 
@@ -187,8 +206,11 @@ def _bench_one(args: argparse.Namespace, logs: int, work: Path, rows: list[Row])
             rss = res["maxrss_kib"] / 1024
             print(f"index {target:<18} {logs:>9,} logs {res['chunks']:>5} chk {res['seconds']:8.2f} s "
                   f"{rate:>10,.0f} logs/s  x{rate / raw.rate:.2f} raw  peak RSS {rss:.0f} MiB "
-                  f"(startup {res['rss_before_kib'] / 1024:.0f})  CPU s: indexer {res['cpu_s']:.1f}, "
-                  f"anvil {res['anvil_cpu_s']:.1f}, machine {res['machine_cpu_s']:.1f}  {detail}", flush=True)
+                  f"(startup {res['rss_before_kib'] / 1024:.0f})  {detail}", flush=True)
+            cpu = res["cpu"]
+            print(f"      CPU s while indexing: indexer {cpu['indexer']:.2f}, anvil {cpu['anvil']:.2f}, rest of "
+                  f"machine (DB server, others) {cpu['machine'] - cpu['indexer'] - cpu['anvil']:.2f}; "
+                  f"wall {res['seconds']:.2f} x 2 cores = {2 * res['seconds']:.2f}", flush=True)
             rows.append(Row(logs, target, rate, rate / raw.rate, rss, ok, "" if ok else detail))
 
 

@@ -141,7 +141,11 @@ class ChainWatcher:
             await self._backfill(cursor.number + 1, marks.finalized, marks)
         else:
             await self._follow(marks)
-        return self.cursor is not None and self.cursor.number < marks.head
+        behind = self.cursor is not None and self.cursor.number < marks.head
+        await self.store.record_status(self.spec.chain_id, marks=marks,
+                                       state=ChainState.SYNCING if behind else ChainState.LIVE, error=None,
+                                       endpoints=self.rpc.health())
+        return behind
 
     # ---- marks --------------------------------------------------------------------------------------------
     async def _marks(self) -> Marks:

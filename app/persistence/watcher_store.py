@@ -139,9 +139,9 @@ class SqlWatcherStore:
         several rows for one event wins, as it did with one statement per row."""
         if not transfers:
             return 0
+        if conn.dialect.name == "postgresql" and len(transfers) >= _COPY_MIN_ROWS:
+            return await _copy_transfers(conn, _transfer_rows(transfers, marks, now, first_per_event=True))
         rows = _transfer_rows(transfers, marks, now)
-        if conn.dialect.name == "postgresql" and len(rows) >= _COPY_MIN_ROWS:
-            return await _copy_transfers(conn, rows)
         if conn.dialect.name == "sqlite":
             return await _executemany_transfers(conn, rows)
         stmt = insert_for(conn, T)
@@ -262,18 +262,23 @@ _STAGE_INSERT = f"INSERT INTO transfers ({', '.join(_COLUMNS)}) SELECT {', '.joi
 _SQLITE_INSERT = f"INSERT INTO transfers ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) {_ON_CONFLICT}"
 
 
-def _transfer_rows(transfers: Sequence[TransferLog], marks: Marks, now: datetime) -> list[tuple[Any, ...]]:
-    """One tuple per event in `_COLUMNS` order (Python values: int amounts, aware datetimes); the first
-    transfer of an event wins (later duplicates would have been no-ops)."""
+def _transfer_rows(
+    transfers: Sequence[TransferLog], marks: Marks, now: datetime, *, first_per_event: bool = False
+) -> list[tuple[Any, ...]]:
+    """One tuple per transfer in `_COLUMNS` order (Python values: int amounts, aware datetimes). With
+    `first_per_event`, later transfers of an event already in the batch are dropped: one INSERT ... SELECT must
+    not touch a row twice, and per-row statements made them no-ops on PostgreSQL (the event's arbiter index is
+    checked before any other unique index)."""
     rows: list[tuple[Any, ...]] = []
     seen: set[tuple[int, str, int]] = set()
     times: dict[int, datetime] = {}
     states: dict[int, tuple[str, datetime | None, datetime | None]] = {}
     for t in transfers:
-        key = (t.chain_id, t.tx_hash, t.log_index)
-        if key in seen:
-            continue
-        seen.add(key)
+        if first_per_event:
+            key = (t.chain_id, t.tx_hash, t.log_index)
+            if key in seen:
+                continue
+            seen.add(key)
         if (block_state := states.get(t.block_number)) is None:
             state = _state_for(t.block_number, marks)
             block_state = states[t.block_number] = (

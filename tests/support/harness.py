@@ -118,3 +118,25 @@ async def balance_differences(settings: Settings, engine: AsyncEngine) -> dict[t
 async def assert_balances_agree(settings: Settings, engine: AsyncEngine) -> None:
     diffs = await balance_differences(settings, engine)
     assert diffs and all(d == 0 for d in diffs.values()), {k: v for k, v in diffs.items() if v}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_toml(path: Path, *, database_url: str, data_dir: Path, chains: list[dict], tokens: list[dict],
+               wallets: list[dict]) -> Path:
+    """A settle.toml for CLI tests (tomllib only reads)."""
+    lines = [f"database_url = {_toml_value(database_url)}", f"data_dir = {_toml_value(str(data_dir))}"]
+    for section, items in (("chains", chains), ("tokens", tokens), ("wallets", wallets)):
+        for item in items:
+            lines.append(f"\n[[{section}]]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in item.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
