@@ -22,16 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-import uvicorn
-from eth_utils import keccak
+if __name__ == "__main__":  # a signal while the imports below load (~2 s): nothing runs yet, so just exit
+    for _sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_sig, lambda *_: sys.exit(0))
 
-from app.api.main import create_app
-from app.logs import configure_logging
-from app.persistence.migrate import upgrade
-from app.settings import Settings, load_settings
-from app.settlement.amounts import parse_units
-from chains.devnet import Anvil, BatchSender, DevnetError, Token, TokenKind, deploy_token
-from wallets import Address, to_checksum
+import uvicorn  # noqa: E402
+from eth_utils import keccak  # noqa: E402
+
+from app.api.main import create_app  # noqa: E402
+from app.logs import configure_logging  # noqa: E402
+from app.persistence.migrate import upgrade  # noqa: E402
+from app.settings import Settings, load_settings  # noqa: E402
+from app.settlement.amounts import parse_units  # noqa: E402
+from chains.devnet import Anvil, BatchSender, DevnetError, Token, TokenKind, deploy_token  # noqa: E402
+from wallets import Address, to_checksum  # noqa: E402
 
 log = logging.getLogger("app.demo")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,7 @@ def _child(spec: dict[str, Any]) -> None:
         return elapsed
 
     rss_before = _hwm_kib()
+    gc_time = _gc_timer()
     profiler = None
     if spec.get("profile"):
         import cProfile
@@ -109,7 +112,21 @@ def _child(spec: dict[str, Any]) -> None:
         profiler.disable()
         profiler.dump_stats(spec["profile"])
     print(json.dumps({"seconds": seconds, "rss_before_kib": rss_before, "maxrss_kib": _hwm_kib(),
-                      "chunks": chunks, "cpu": cpu}))
+                      "chunks": chunks, "cpu": cpu | {"gc": gc_time()}}))
+
+
+def _gc_timer() -> Callable[[], float]:
+    """Start timing the cyclic garbage collector; returns a function giving the seconds spent in it so far."""
+    spent = [0.0, 0.0]
+
+    def callback(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            spent[1] = time.perf_counter()
+        else:
+            spent[0] += time.perf_counter() - spent[1]
+
+    gc.callbacks.append(callback)
+    return lambda: spent[0]
 
 
 # ---- parent ----------------------------------------------------------------------------------------------------
@@ -208,7 +225,8 @@ def _bench_one(args: argparse.Namespace, logs: int, work: Path, rows: list[Row])
                   f"{rate:>10,.0f} logs/s  x{rate / raw.rate:.2f} raw  peak RSS {rss:.0f} MiB "
                   f"(startup {res['rss_before_kib'] / 1024:.0f})  {detail}", flush=True)
             cpu = res["cpu"]
-            print(f"      CPU s while indexing: indexer {cpu['indexer']:.2f}, anvil {cpu['anvil']:.2f}, rest of "
+            print(f"      CPU s while indexing: indexer {cpu['indexer']:.2f} (GC {cpu['gc']:.2f}), "
+                  f"anvil {cpu['anvil']:.2f}, rest of "
                   f"machine (DB server, others) {cpu['machine'] - cpu['indexer'] - cpu['anvil']:.2f}; "
                   f"wall {res['seconds']:.2f} x 2 cores = {2 * res['seconds']:.2f}", flush=True)
             rows.append(Row(logs, target, rate, rate / raw.rate, rss, ok, "" if ok else detail))

@@ -1,23 +1,45 @@
-"""On-chain balances read with `balanceOf`, pinned to a block by hash (EIP-1898)."""
+"""On-chain balances read with `balanceOf`, pinned to a block by hash (EIP-1898), batched."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from chains.rpc import RpcClient
 
 BALANCE_OF = "0x70a08231"
+CALLS_PER_BATCH = 100
+
+
+def _block_param(block: int | str) -> Any:
+    if isinstance(block, str) and len(block) == 66:
+        return {"blockHash": block, "requireCanonical": True}
+    return hex(block) if isinstance(block, int) else block
+
+
+def _call(token: str, wallet: str, at: Any) -> tuple[str, list[Any]]:
+    return "eth_call", [{"to": token, "data": BALANCE_OF + "0" * 24 + wallet[2:].lower()}, at]
+
+
+def _amount(result: Any) -> int:
+    return int(result, 16) if result not in ("0x", "", None) else 0
 
 
 async def balance_of(rpc: RpcClient, token: str, wallet: str, block: int | str) -> int:
     """balanceOf(wallet) in base units at `block`: a number, a tag, or a 0x block hash (pinned exactly)."""
-    data = BALANCE_OF + "0" * 24 + wallet[2:].lower()
-    if isinstance(block, str) and len(block) == 66:
-        at: object = {"blockHash": block, "requireCanonical": True}
-    else:
-        at = hex(block) if isinstance(block, int) else block
-    result = await rpc.call("eth_call", [{"to": token, "data": data}, at])
-    return int(result, 16) if result not in ("0x", "", None) else 0
+    method, params = _call(token, wallet, _block_param(block))
+    return _amount(await rpc.call(method, params))
+
+
+async def balances_of(rpc: RpcClient, token: str, wallets: Sequence[str], block: int | str) -> list[int]:
+    """balanceOf for many wallets at one block, in JSON-RPC batches; results in the order of `wallets`."""
+    at = _block_param(block)
+    out: list[int] = []
+    for i in range(0, len(wallets), CALLS_PER_BATCH):
+        replies = await rpc.batch([_call(token, w, at) for w in wallets[i:i + CALLS_PER_BATCH]])
+        out.extend(_amount(r) for r in replies)
+    return out
 
 
 async def native_balance(rpc: RpcClient, wallet: str, block: int | str = "latest") -> int:
-    at = hex(block) if isinstance(block, int) else block
-    return int(await rpc.call("eth_getBalance", [wallet, at]), 16)
+    return int(await rpc.call("eth_getBalance", [wallet, _block_param(block)]), 16)

@@ -59,6 +59,14 @@ class LogFilter:
         return any(bloom_contains(bloom, address_to_topic(w)) for w in self.wallets)
 
 
+def _in_log_index_order(entries: list[dict]) -> list[dict]:
+    """One block's logs by logIndex (nodes answer in that order, so this rarely sorts)."""
+    indexes = [int(e["logIndex"], 16) for e in entries]
+    if all(a < b for a, b in zip(indexes, indexes[1:])):
+        return entries
+    return [e for _, e in sorted(zip(indexes, entries), key=lambda pair: pair[0])]
+
+
 def parse_header(raw: dict[str, Any]) -> BlockHeader:
     return BlockHeader(
         number=int(raw["number"], 16),
@@ -120,14 +128,22 @@ class LogSource:
     async def _range_logs(
         self, start: int, end: int, flt: LogFilter, headers: dict[int, BlockHeader] | None = None
     ) -> list[dict]:
+        queries = flt.queries()
+        if len(queries) == 1:  # one checked reply holds each (block, logIndex) once and in order: nothing to merge
+            return await self._query_logs(start, end, flt, queries[0], headers)
         merged: dict[tuple[str, str], dict] = {}
-        for query in flt.queries():
-            reply = await self.rpc.call("eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}])
-            if not reply:
-                reply = await self._verify_empty(start, end, flt, query, headers)
-            for entry in await self._consistent(reply, flt, query):
+        for query in queries:
+            for entry in await self._query_logs(start, end, flt, query, headers):
                 merged[(entry["blockHash"], entry["logIndex"])] = entry
         return sorted(merged.values(), key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16)))
+
+    async def _query_logs(
+        self, start: int, end: int, flt: LogFilter, query: dict[str, Any], headers: dict[int, BlockHeader] | None
+    ) -> list[dict]:
+        reply = await self.rpc.call("eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}])
+        if not reply:
+            reply = await self._verify_empty(start, end, flt, query, headers)
+        return await self._consistent(reply, flt, query)
 
     async def _verify_empty(
         self, start: int, end: int, flt: LogFilter, query: dict[str, Any], headers: dict[int, BlockHeader] | None
@@ -147,21 +163,23 @@ class LogSource:
         return found
 
     async def _consistent(self, reply: list[dict], flt: LogFilter, query: dict[str, Any]) -> list[dict]:
-        """Drop and re-ask (by block hash) the blocks whose logs fail the per-reply checks."""
+        """Drop and re-ask (by block hash) the blocks whose logs fail the per-reply checks. Returns the logs in
+        (block number, logIndex) order."""
         by_block: dict[int, list[dict]] = defaultdict(list)
         for entry in reply:
             by_block[int(entry["blockNumber"], 16)].append(entry)
         good: list[dict] = []
-        for number, entries in by_block.items():
+        for number in sorted(by_block):
+            entries = by_block[number]
             hashes = {e["blockHash"] for e in entries}
             indexes = [e["logIndex"] for e in entries]
             if len(hashes) == 1 and len(set(indexes)) == len(indexes):
-                good.extend(entries)
+                good.extend(_in_log_index_order(entries))
                 continue
             header = await self.header(number)
             if header is None:
                 raise InconsistentReply(f"block {number} vanished while its logs were re-asked")
-            good.extend(await self.by_hash(header, flt, query))
+            good.extend(_in_log_index_order(await self.by_hash(header, flt, query)))
         return good
 
     async def by_hash(self, header: BlockHeader, flt: LogFilter, query: dict[str, Any]) -> list[dict]:

@@ -1,7 +1,9 @@
-"""Indexed balances, opening balances and balance-check results."""
+"""Indexed flows, opening balances and balance-check results."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, func, select
@@ -16,43 +18,51 @@ OB = OpeningBalance.__table__
 BC = BalanceCheck.__table__
 
 
-async def indexed_flow(
-    conn: AsyncConnection, chain_id: int, wallet: str, token: str, first_block: int, last_block: int
-) -> int:
-    """Sum of live (non-orphaned) transfers into `wallet` minus out of it, in base units, over
-    [first_block, last_block]. Exact on both databases (SQLite sums in Python: its SUM() goes through floats)."""
+async def net_flows(
+    conn: AsyncConnection, chain_id: int, token: str, wallets: Collection[str], first_block: int, last_block: int
+) -> dict[str, int]:
+    """Per wallet: live (non-orphaned) transfers in minus out, in base units, over [first_block, last_block].
+    Exact on both databases: PostgreSQL sums NUMERIC; SQLite's SUM() goes through floats, so it sums in Python."""
     live = and_(T.c.chain_id == chain_id, T.c.token == token, T.c.state != TransferState.ORPHANED.value,
                 T.c.block_number >= first_block, T.c.block_number <= last_block)
+    flows: dict[str, int] = defaultdict(int)
+    ours = set(wallets)
     if conn.dialect.name == "postgresql":
-        incoming = await conn.scalar(select(func.coalesce(func.sum(T.c.amount), 0)).where(live,
-                                                                                         T.c.recipient == wallet))
-        outgoing = await conn.scalar(select(func.coalesce(func.sum(T.c.amount), 0)).where(live,
-                                                                                         T.c.sender == wallet))
-        return int(incoming) - int(outgoing)
-    total = 0
-    for amount in (await conn.execute(select(T.c.amount).where(live, T.c.recipient == wallet))).scalars():
-        total += amount
-    for amount in (await conn.execute(select(T.c.amount).where(live, T.c.sender == wallet))).scalars():
-        total -= amount
-    return total
+        for column, sign in ((T.c.recipient, 1), (T.c.sender, -1)):
+            rows = await conn.execute(select(column, func.sum(T.c.amount)).where(live).group_by(column))
+            for address, total in rows:
+                if address in ours:
+                    flows[address] += sign * int(total)
+        return dict(flows)
+    for sender, recipient, amount in await conn.execute(select(T.c.sender, T.c.recipient, T.c.amount).where(live)):
+        if recipient in ours:
+            flows[recipient] += amount
+        if sender in ours:
+            flows[sender] -= amount
+    return dict(flows)
 
 
-async def opening_balance(conn: AsyncConnection, chain_id: int, wallet: str, token: str) -> tuple[int, int] | None:
-    row = (await conn.execute(select(OB.c.block_number, OB.c.balance).where(
-        OB.c.chain_id == chain_id, OB.c.wallet == wallet, OB.c.token == token))).first()
-    return (row.block_number, row.balance) if row else None
+async def opening_balances(conn: AsyncConnection, chain_id: int, token: str) -> dict[str, tuple[int, int]]:
+    """{wallet: (block_number, balance)} for the token's pairs whose opening balance is known."""
+    rows = await conn.execute(select(OB.c.wallet, OB.c.block_number, OB.c.balance).where(
+        OB.c.chain_id == chain_id, OB.c.token == token))
+    return {r.wallet: (r.block_number, r.balance) for r in rows}
 
 
-async def save_opening_balance(
-    conn: AsyncConnection, chain_id: int, wallet: str, token: str, block_number: int, balance: int
+async def save_opening_balances(
+    conn: AsyncConnection, chain_id: int, token: str, balances: Sequence[tuple[str, int, int]]
 ) -> None:
-    stmt = insert_for(conn, OB).values(chain_id=chain_id, wallet=wallet, token=token, block_number=block_number,
-                                       balance=balance)
-    await conn.execute(stmt.on_conflict_do_nothing())
+    """(wallet, block_number, balance) rows; an existing opening balance is never overwritten."""
+    if not balances:
+        return
+    rows = [{"chain_id": chain_id, "wallet": w, "token": token, "block_number": b, "balance": v}
+            for w, b, v in balances]
+    await conn.execute(insert_for(conn, OB).on_conflict_do_nothing(), rows)
 
 
-async def save_check(conn: AsyncConnection, **row: object) -> None:
-    await conn.execute(BC.insert().values(**row))
+async def save_checks(conn: AsyncConnection, rows: Sequence[dict[str, object]]) -> None:
+    if rows:
+        await conn.execute(BC.insert(), list(rows))
 
 
 async def latest_checks(conn: AsyncConnection, chain_id: int | None = None) -> list[dict]:
