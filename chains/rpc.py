@@ -19,7 +19,15 @@ from web3 import AsyncHTTPProvider
 from web3.exceptions import Web3Exception
 
 from chains.classify import classify_rpc_error
-from chains.errors import AllEndpointsFailed, Fatal, HeadNotReady, RangeTooLarge, RateLimited, RpcError, Transient
+from chains.errors import (
+    AllEndpointsFailed,
+    Fatal,
+    HeadNotReady,
+    RangeTooLarge,
+    RateLimited,
+    RpcError,
+    Transient,
+)
 from chains.redaction import redact_url, register_secret_urls, scrub
 
 log = logging.getLogger(__name__)

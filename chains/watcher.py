@@ -11,6 +11,7 @@ in `alert` and stops it until an operator allows the rollback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -89,10 +90,8 @@ class ChainWatcher:
                 await self.store.record_status(self.spec.chain_id, marks=None, state=None, error=str(exc)[:500])
                 more = False
             if not more:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.spec.poll_interval)
-                except TimeoutError:
-                    pass
 
     async def prepare(self) -> None:
         """Load the cursor and targets; register newly configured tokens and wallets for their own backfill."""

@@ -1,6 +1,6 @@
 """Wallet registry: addresses (checksummed once, at the boundary), kinds and segregation classes."""
 
-from wallets.addresses import Address, is_zero_address, to_checksum, topic_to_address, address_to_topic
+from wallets.addresses import Address, address_to_topic, is_zero_address, to_checksum, topic_to_address
 from wallets.errors import InvalidAddress, WalletError
 from wallets.registry import Segregation, Wallet, WalletKind, WalletRegistry
 

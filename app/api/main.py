@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
@@ -70,10 +70,8 @@ async def _watch(settings: Settings, engine: AsyncEngine, name: str, stop: async
             await index_chain(settings, engine, chain, once=False, stop=stop)
         except (SettleError, ChainError) as exc:
             log.error("watcher %s stopped: %s", name, exc)
-        try:
+        with suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=max(chain.poll_interval, 1.0))
-        except TimeoutError:
-            pass
 
 
 async def _balance_checks(settings: Settings, engine: AsyncEngine) -> None:

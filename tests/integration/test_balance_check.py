@@ -8,7 +8,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.persistence.tables import BalanceCheck
-from wallets import to_checksum
 from tests.support.harness import (
     Devnet,
     address_for,
@@ -18,6 +17,7 @@ from tests.support.harness import (
     make_settings,
     wallet,
 )
+from wallets import to_checksum
 
 DEPOSIT = address_for("deposit-b")
 HOT = address_for("hot-b")

@@ -10,7 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.persistence import transfers_repo
 from chains.devnet import encode_call
 from chains.errors import ReorgTooDeep
-from tests.support.harness import Devnet, assert_balances_agree, address_for, index_once, indexed, make_settings, rows, wallet
+from tests.support.harness import (
+    Devnet,
+    address_for,
+    assert_balances_agree,
+    index_once,
+    indexed,
+    make_settings,
+    rows,
+    wallet,
+)
 
 DEPOSIT = address_for("deposit-r")
 HOT = address_for("hot-r")

@@ -7,7 +7,16 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chains.devnet import MAX_UINT256
-from tests.support.harness import Devnet, assert_balances_agree, address_for, index_once, indexed, make_settings, rows, wallet
+from tests.support.harness import (
+    Devnet,
+    address_for,
+    assert_balances_agree,
+    index_once,
+    indexed,
+    make_settings,
+    rows,
+    wallet,
+)
 
 HOT = address_for("hot")
 COLD = address_for("cold")

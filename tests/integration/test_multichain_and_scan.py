@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.indexer import build_watcher, index_chains
 from app.persistence.watcher_store import SqlWatcherStore
-from tests.support.harness import Devnet, assert_balances_agree, address_for, indexed, make_settings, wallet
+from tests.support.harness import Devnet, address_for, assert_balances_agree, indexed, make_settings, wallet
 
 HOT = address_for("hot-m")
 CUSTOMER = address_for("customer-m")

@@ -10,7 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.indexer import build_watcher
 from app.persistence.watcher_store import SqlWatcherStore
-from tests.support.harness import Devnet, assert_balances_agree, address_for, index_once, indexed, make_settings, wallet
+from tests.support.harness import (
+    Devnet,
+    address_for,
+    assert_balances_agree,
+    index_once,
+    indexed,
+    make_settings,
+    wallet,
+)
 from tests.support.rpc_proxy import Fault, FaultProxy, dead_url
 
 DEPOSIT = address_for("deposit-f")

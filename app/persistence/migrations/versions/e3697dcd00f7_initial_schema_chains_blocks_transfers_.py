@@ -13,7 +13,6 @@ from alembic import op
 
 import app.persistence.types
 
-
 revision = 'e3697dcd00f7'
 down_revision = None
 branch_labels = None
