@@ -27,7 +27,7 @@ if __name__ == "__main__":  # a signal while the imports below load (~2 s): noth
         signal.signal(_sig, lambda *_: sys.exit(0))
 
 import uvicorn  # noqa: E402
-from eth_utils import keccak  # noqa: E402
+from eth_utils.crypto import keccak  # noqa: E402
 
 from app.api.main import create_app  # noqa: E402
 from app.logs import configure_logging  # noqa: E402
@@ -187,19 +187,22 @@ def banner(base: str, config: Path, db: Path, chains: Sequence[DemoChain], traff
     """What to look at and how: the URLs, the chains with their anvil pids, curl examples."""
     rows = [f"  {c.name:9} chain {c.anvil.chain_id}  rpc {c.anvil.url}  anvil pid {c.anvil.pid}  "
             + " ".join(f"{s} {t.address}" for s, t in c.tokens.items()) for c in chains]
-    wallets = ", ".join(f"{label} {demo_address(label)}" for label, _, _ in WALLETS)
+    wallets = [f"  {'wallets' if i == 0 else '':9} {demo_address(label)}  {label} ({kind}, {seg})"
+               for i, (label, kind, seg) in enumerate(WALLETS)]
+    settle = Path(sys.executable).with_name("settle")
     live = f"a new customer deposit every {TRAFFIC_EVERY_S:g} s" if traffic_on else "off (--no-traffic)"
     return "\n".join([
         "", "settle demo", f"  API       {base}   (OpenAPI docs: {base}/docs)", f"  config    {config}",
-        f"  database  {db}", *rows, f"  wallets   {wallets}", f"  traffic   {live}", "", "Try:",
+        f"  database  {db}", *rows, *wallets, f"  traffic   {live}", "", "Try:",
         f"  curl -s {base}/v1/health", f"  curl -s {base}/v1/chains",
-        f"  curl -s '{base}/v1/transfers?chain=devnet-a&limit=5'", f"  open {base}/docs",
-        f"  settle -c {config} chains", "Press Ctrl-C to stop.", ""])
+        f"  curl -s '{base}/v1/transfers?chain=devnet-a&limit=5'",
+        f"  curl -s '{base}/v1/transfers?state=seen'    # the newest, not yet confirmed", f"  open {base}/docs",
+        f"  {settle if settle.exists() else 'settle'} -c {config} chains", "Press Ctrl-C to stop.", ""])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo until Ctrl-C, SIGTERM or --exit-after; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m app.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m app.demo", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8000, help="API port (the next free one if taken)")
     parser.add_argument("--exit-after", type=float, metavar="SECONDS", help="serve this long, then stop")
     parser.add_argument("--no-traffic", action="store_true", help="no background deposits while serving")
@@ -234,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                log_config=None, timeout_graceful_shutdown=5))
         shutdown.server = server
         if not args.no_traffic:
-            threads.append(threading.Thread(target=traffic, args=(chains, stop), name="demo-traffic"))
+            threads.append(threading.Thread(target=traffic, args=(chains, stop), name="demo-traffic",
+                                           daemon=True))
         if args.exit_after is not None:
             timer = threading.Timer(args.exit_after, lambda: setattr(server, "should_exit", True))
             timer.daemon = True
