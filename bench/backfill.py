@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +33,8 @@ from app.persistence.db import sync_url
 from app.persistence.migrate import upgrade
 from bench.baseline import RawResult, raw_aiohttp, raw_web3
 from bench.devchain import CHAIN_ID, BenchChain, bench_chain, deposit_addresses
-from chains.logs import LogFilter
+from bench.indexer_run import INDEXER_RUN
+from chains.logs import TARGET_LOGS, LogFilter
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/settle_bench"
 SCAN_THRESHOLD = 200  # app.settings.ChainConfig.scan_threshold's default
@@ -55,95 +52,7 @@ class Row:
     note: str = ""
 
 
-# ---- child: the indexer alone ----------------------------------------------------------------------------------
-def _hwm_kib() -> int:
-    """Peak resident set of this process (VmHWM). Not ru_maxrss: across fork/exec that also counts the parent's
-    pages (the benchmark parent holds raw replies), while VmHWM starts afresh with the exec."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def _child(spec: dict[str, Any]) -> None:
-    from app.indexer import index_chain
-    from app.persistence.db import make_engine
-    from app.settings import Settings
-
-    wallets = [{"address": a, "label": f"dep-{i}", "kind": "deposit", "segregation": "customer"}
-               for i, a in enumerate(deposit_addresses(spec["wallets"]))]
-    settings = Settings(
-        database_url=spec["url"], data_dir=Path(spec["data_dir"]),
-        chains=[{"name": "bench", "chain_id": CHAIN_ID, "rpc_urls": [spec["rpc_url"]],
-                 "start_block": spec["first_block"], "confirmations": 0, "finality": 1,
-                 "max_getlogs_range": spec["max_range"], "mode": spec["mode"]}],
-        tokens=[{"chain": "bench", "address": spec["token"], "symbol": "USDC", "decimals": 6}],
-        wallets=wallets,
-    )  # type: ignore[arg-type]
-    engine = make_engine(spec["url"])
-    chunks = 0
-
-    def progress(_name: str, _hi: int, _head: int) -> None:
-        nonlocal chunks
-        chunks += 1
-
-    cpu: dict[str, float] = {}
-
-    async def run() -> float:
-        ticks = (_cpu_ticks(), _cpu_ticks(spec["anvil_pid"]), time.process_time())
-        started = time.perf_counter()
-        await index_chain(settings, engine, settings.chains[0], once=True, on_progress=progress)
-        elapsed = time.perf_counter() - started
-        cpu["machine"] = (_cpu_ticks() - ticks[0]) / _HZ
-        cpu["anvil"] = (_cpu_ticks(spec["anvil_pid"]) - ticks[1]) / _HZ
-        cpu["indexer"] = time.process_time() - ticks[2]
-        await engine.dispose()
-        return elapsed
-
-    rss_before = _hwm_kib()
-    if spec.get("gc_freeze"):  # experiment: what the indexer would gain from gc.freeze() after start-up
-        gc.freeze()
-    gc_time = _gc_timer()
-    profiler = None
-    if spec.get("profile"):
-        import cProfile
-        profiler = cProfile.Profile()
-        profiler.enable()
-    seconds = asyncio.run(run())
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(spec["profile"])
-    print(json.dumps({"seconds": seconds, "rss_before_kib": rss_before, "maxrss_kib": _hwm_kib(),
-                      "chunks": chunks, "cpu": cpu | {"gc": gc_time()}}))
-
-
-def _gc_timer() -> Callable[[], float]:
-    """Start timing the cyclic garbage collector; returns a function giving the seconds spent in it so far."""
-    spent = [0.0, 0.0]
-
-    def callback(phase: str, _info: dict[str, int]) -> None:
-        if phase == "start":
-            spent[1] = time.perf_counter()
-        else:
-            spent[0] += time.perf_counter() - spent[1]
-
-    gc.callbacks.append(callback)
-    return lambda: spent[0]
-
-
 # ---- parent ----------------------------------------------------------------------------------------------------
-_HZ = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_ticks(pid: int | None = None) -> int:
-    """Busy clock ticks: of process `pid` (utime + stime), or of the whole machine (all but idle and iowait)."""
-    if pid is not None:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return sum(values) - values[3] - values[4]
-
-
 def _ensure_database(url: str) -> None:
     """Create the PostgreSQL database of `url` if it does not exist (connecting to the server's `postgres`)."""
     parsed = make_url(sync_url(url))
@@ -188,8 +97,8 @@ def _run_indexer(args: argparse.Namespace, target: str, url: str, rpc_url: str, 
         spec["gc_freeze"] = True
     if args.profile:
         spec["profile"] = str(Path(args.profile) / f"indexer-{target}-n{chain.logs}.prof")
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], stdout=subprocess.PIPE,
-                          text=True, check=False)
+    proc = subprocess.run([sys.executable, str(INDEXER_RUN), json.dumps(spec)], stdout=subprocess.PIPE, text=True,
+                          check=False)
     if proc.returncode != 0:
         raise SystemExit(f"indexer subprocess failed with code {proc.returncode} on {target}")
     out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -216,6 +125,9 @@ def _bench_one(args: argparse.Namespace, logs: int, work: Path, rows: list[Row])
         print("raw   " + _fmt_raw(raw) + f"  (best of {len(raws)})")
         web3 = asyncio.run(raw_web3(anvil.url, flt, chain.first_block, chain.last_block, args.max_range))
         print("raw   " + _fmt_raw(web3))
+        chunk = max(1, min(args.max_range, TARGET_LOGS * args.blocks // logs))
+        small = asyncio.run(raw_aiohttp(anvil.url, flt, chain.first_block, chain.last_block, chunk))
+        print("raw   " + _fmt_raw(small) + f"  ({chunk}-block chunks, ~{TARGET_LOGS:,} logs each; for reference)")
         rows.append(Row(logs, "raw eth_getLogs", raw.rate, 1.0, None, raw.logs == logs,
                         "" if raw.logs == logs else f"chain has {raw.logs} logs"))
         for target in args.db:
@@ -270,21 +182,16 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", help="directory: write a cProfile of each indexer subprocess there")
     p.add_argument("--gc-freeze", action="store_true",
                    help="experiment: gc.freeze() in the indexer subprocess after start-up (not what `settle` does)")
-    p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.child is None:
-        args.logs = [int(n.replace("_", "")) for n in args.logs.split(",")]
-        args.db = [d.strip() for d in args.db.split(",") if d.strip()]
-        if unknown := set(args.db) - {"sqlite", "postgres"}:
-            p.error(f"unknown --db {sorted(unknown)}")
+    args.logs = [int(n.replace("_", "")) for n in args.logs.split(",")]
+    args.db = [d.strip() for d in args.db.split(",") if d.strip()]
+    if unknown := set(args.db) - {"sqlite", "postgres"}:
+        p.error(f"unknown --db {sorted(unknown)}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
-    if args.child is not None:
-        _child(json.loads(args.child))
-        return 0
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []

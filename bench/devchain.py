@@ -18,6 +18,7 @@ from pathlib import Path
 from eth_utils import keccak
 
 from chains.devnet import MAX_UINT256, Anvil, BatchSender, DevnetError, deploy_token, encode_call
+from chains.devnet import anvil as anvil_module
 from wallets import Address, to_checksum
 
 CHAIN_ID = 31_337
@@ -28,6 +29,7 @@ TX_GAS_PER_TRANSFER = 32_000
 """Measured: a batch of 500 transfers to fresh holders uses 14.4M gas (~29k each); 32k leaves headroom."""
 MIN_BLOCK_GAS = 60_000_000
 _DUMP_TIMEOUT_S = 600.0
+_LOAD_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -72,38 +74,48 @@ def _cache_paths(cache_dir: Path, logs: int, blocks: int, wallets: int) -> tuple
 @contextmanager
 def bench_chain(logs: int, blocks: int, wallets: int, cache_dir: Path | None) -> Iterator[tuple[Anvil, BenchChain]]:
     """A running anvil holding the benchmark chain: loaded from `cache_dir` when cached, else generated (and
-    then saved there when `cache_dir` is given). Stops anvil on exit."""
+    saved there on exit when `cache_dir` is given; the benchmark only reads, so the chain is unchanged)."""
     if logs < 1 or blocks < 1 or wallets < 1:
         raise DevnetError("--logs, --blocks and --wallets must be positive")
     state, meta = _cache_paths(cache_dir, logs, blocks, wallets) if cache_dir else (None, None)
     if state is not None and meta is not None and state.is_file() and meta.is_file():
         chain = BenchChain(**json.loads(meta.read_text()))
-        anvil = Anvil(CHAIN_ID, gas_limit=chain.gas_limit, extra_args=["--load-state", str(state)])
-        anvil.start()
-        if anvil.block_number() < chain.last_block:
-            anvil.stop()
-            raise DevnetError(f"cached state {state} ends before block {chain.last_block}; delete it")
+        with _patient_start(_LOAD_TIMEOUT_S):
+            anvil = Anvil(CHAIN_ID, gas_limit=chain.gas_limit, extra_args=["--load-state", str(state)]).start()
         try:
+            if anvil.block_number() < chain.last_block:
+                raise DevnetError(f"cached state {state} ends before block {chain.last_block}; delete it")
             yield anvil, chain
         finally:
             anvil.stop()
         return
     anvil = Anvil(CHAIN_ID, gas_limit=block_gas_limit(logs, blocks),
-                  extra_args=["--dump-state", str(state)] if state is not None else [])
-    anvil.start()
+                  extra_args=["--dump-state", str(state)] if state is not None else []).start()
+    generated = None
     try:
-        chain = _generate(anvil, logs, blocks, wallets)
-        if state is not None and meta is not None:
-            _save(anvil, state)
-            meta.write_text(json.dumps(asdict(chain)))
-            anvil = Anvil(CHAIN_ID, gas_limit=chain.gas_limit, extra_args=["--load-state", str(state)]).start()
-        yield anvil, chain
+        generated = _generate(anvil, logs, blocks, wallets)
+        yield anvil, generated
     finally:
+        if generated is not None and state is not None and meta is not None:
+            _save(anvil, state)
+            meta.write_text(json.dumps(asdict(generated)))
         anvil.stop()
+
+
+@contextmanager
+def _patient_start(seconds: float) -> Iterator[None]:
+    """Anvil.start waits 15 s for the node to answer; loading a state of a million logs takes longer."""
+    saved = anvil_module._START_TIMEOUT_S
+    anvil_module._START_TIMEOUT_S = seconds
+    try:
+        yield
+    finally:
+        anvil_module._START_TIMEOUT_S = saved
 
 
 def _save(anvil: Anvil, state: Path) -> None:
     """Stop anvil with SIGTERM and wait for its --dump-state to finish (Anvil.stop would SIGKILL after 5 s)."""
+    print(f"saving chain state to {state} ...", flush=True)
     state.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     pid = anvil.pid

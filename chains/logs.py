@@ -2,10 +2,11 @@
 
 A reply is rejected and re-asked by block hash when: a log's block hash differs from the header's (or from other
 logs of the same block), a (block, logIndex) pair repeats, or a block's logsBloom says it has matching logs but
-none came back. Range errors shrink the range: to the provider's suggestion when it gives one, else to its stated
+none came back. In the backfill the headers of the blocks that have logs are fetched (batched) for the hash check;
+above finality the watcher already holds every header. Range errors shrink the range: to the provider's suggestion when it gives one, else to its stated
 maximum, else by half; the largest range that worked is remembered per URL.
 
-Successful replies size the next range by their log count: ranges start small (INITIAL_RANGE blocks), double while
+Successful replies size the next range by their log count: ranges start small (INITIAL_RANGE blocks), grow while
 replies stay sparse, and shrink or stop growing so that one reply holds about `target_logs` logs. That keeps the
 memory a chunk takes (and the commit it becomes) the same however dense the chain is.
 """
@@ -33,6 +34,8 @@ INITIAL_RANGE = 20
 """Blocks in the first getLogs range: dense chains carry hundreds of Transfers per block."""
 TARGET_LOGS = 10_000
 """Logs per getLogs reply that the range sizing aims at (also the common provider cap on results)."""
+FAST_GROWTH = 8
+"""Growth factor of the range per sparse reply while no provider has refused a range."""
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,9 @@ class LogFilter:
 def _in_log_index_order(entries: list[dict]) -> list[dict]:
     """One block's logs by logIndex (nodes answer in that order, so this rarely sorts)."""
     indexes = [int(e["logIndex"], 16) for e in entries]
-    if all(a < b for a, b in zip(indexes, indexes[1:])):
+    if all(a < b for a, b in zip(indexes, indexes[1:], strict=False)):
         return entries
-    return [e for _, e in sorted(zip(indexes, entries), key=lambda pair: pair[0])]
+    return [e for _, e in sorted(zip(indexes, entries, strict=True), key=lambda pair: pair[0])]
 
 
 def parse_header(raw: dict[str, Any]) -> BlockHeader:
@@ -143,7 +146,30 @@ class LogSource:
         reply = await self.rpc.call("eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}])
         if not reply:
             reply = await self._verify_empty(start, end, flt, query, headers)
-        return await self._consistent(reply, flt, query)
+        consistent = await self._consistent(reply, flt, query)
+        if headers is None:  # the backfill path: check block hashes against the headers of the blocks with logs
+            consistent = await self._hashes_match_headers(consistent, flt, query)
+        return consistent
+
+    async def _hashes_match_headers(self, logs: list[dict], flt: LogFilter, query: dict[str, Any]) -> list[dict]:
+        """Every log's blockHash must be its block's header hash (a node may serve another fork's logs, or
+        garble them); blocks that fail are re-asked by the header's hash. Headers come in JSON-RPC batches."""
+        if not logs:
+            return logs
+        numbers = sorted({int(e["blockNumber"], 16) for e in logs})
+        headers = await self.headers(numbers)
+        bad = {int(e["blockNumber"], 16) for e in logs
+               if (h := headers.get(int(e["blockNumber"], 16))) is None or e["blockHash"] != h.hash}
+        if not bad:
+            return logs
+        log.warning("logs of %d block(s) disagree with the headers' hashes; re-asking by hash", len(bad))
+        out = [e for e in logs if int(e["blockNumber"], 16) not in bad]
+        for number in sorted(bad):
+            header = headers.get(number) or await self.header(number)
+            if header is None:
+                raise InconsistentReply(f"block {number} vanished while its logs were re-asked")
+            out.extend(_in_log_index_order(await self.by_hash(header, flt, query)))
+        return sorted(out, key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16)))
 
     async def _verify_empty(
         self, start: int, end: int, flt: LogFilter, query: dict[str, Any], headers: dict[int, BlockHeader] | None
@@ -157,7 +183,9 @@ class LogSource:
         for number in numbers:
             header = headers.get(number)
             if header is not None and flt.bloom_says_maybe(header.logs_bloom):
-                found.extend(await self.by_hash(header, flt, query))
+                # the bloom has false positives, so an empty answer may be true; but the node just lied with an
+                # empty list once, so one empty answer by hash is not believed: ask twice
+                found.extend(await self.by_hash(header, flt, query) or await self.by_hash(header, flt, query))
         if found:
             log.warning("empty getLogs reply for %d-%d, but %d logs found by block hash", start, end, len(found))
         return found
@@ -223,12 +251,14 @@ class LogSource:
         return cap if cap else self.max_range
 
     def _learn(self, size: int, count: int) -> None:
-        """After `size` blocks answered with `count` logs: grow by doubling (as after a range error), but never
-        past the size that would bring about `target_logs` logs; shrink to that size when the reply had more."""
+        """After `size` blocks answered with `count` logs: grow (by up to FAST_GROWTH times until a provider has
+        refused a range, then by doubling as before), but never past the size that would bring about
+        `target_logs` logs; shrink to that size when the reply had more."""
         ep = self.rpc.current
         ep.max_ok_range = max(ep.max_ok_range, size)
         if size >= self._range and self._range < self.max_range:
-            self._range = min(self.max_range, self._range * 2, ep.range_cap or self.max_range)
+            step = 2 if self.range_errors else FAST_GROWTH
+            self._range = min(self.max_range, self._range * step, ep.range_cap or self.max_range)
         if count:
             self._range = max(1, min(self._range, size * self.target_logs // count))
 

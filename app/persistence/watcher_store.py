@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.errors import SettleError
 from app.persistence.tables import Block, ChainStatus, Reorg, Transfer, TransferOrphaning, WatchTarget
 from app.persistence.upsert import insert_for
 from chains.types import (
@@ -132,7 +133,8 @@ class SqlWatcherStore:
         self, conn: AsyncConnection, transfers: Sequence[TransferLog], marks: Marks, now: datetime
     ) -> int:
         """Insert new transfers; a row whose event (chain_id, tx_hash, log_index) exists is left alone unless it
-        is orphaned, in which case it is revived with the new observation. Returns rows inserted or revived.
+        is orphaned, in which case it is revived with the new observation. Returns the rows inserted or revived
+        (the batch size where the driver does not say).
 
         Hot path (backfill): rows are built once as tuples; PostgreSQL takes large batches by COPY into a temporary
         table then one INSERT ... SELECT ... ON CONFLICT, SQLite by a driver-level executemany. The first of
@@ -332,7 +334,7 @@ async def _copy_transfers(conn: AsyncConnection, rows: list[tuple[Any, ...]], no
     await conn.exec_driver_sql(_STAGE_DDL)
     raw = (await conn.get_raw_connection()).driver_connection
     if not raw.is_in_transaction():
-        raise RuntimeError("COPY of transfers outside the batch's transaction")
+        raise SettleError("COPY of transfers outside the batch's transaction")
     await raw.copy_records_to_table(_STAGE, records=rows, columns=_STAGE_COLUMNS)
     status = await raw.execute(_STAGE_INSERT, now)
     await raw.execute(f"DROP TABLE {_STAGE}")

@@ -125,3 +125,19 @@ async def test_a_lagging_node_is_not_mistaken_for_a_reorg(
     async with engine.connect() as conn:
         assert await transfers_repo.reorgs(conn, chain_a.chain_id) == []
     assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
+
+
+@pytest.mark.parametrize("kind", ["wrong_block_hash", "duplicate_log", "empty_logs"])
+async def test_bad_replies_during_the_finalized_backfill_are_re_asked(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, kind: str
+) -> None:
+    _traffic(chain_a, blocks=12)
+    chain_a.anvil.mine(30)  # everything below finality: the backfill path (no per-block headers) serves it
+    with FaultProxy(chain_a.anvil.url) as proxy:
+        # empty_logs: the range reply and then one by-hash re-ask both lie (an empty answer by hash for a block
+        # whose bloom matches is asked twice); with a single provider that lies every time nothing can tell
+        proxy.add(Fault(kind, times=2 if kind == "empty_logs" else 3))
+        settings = _settings(tmp_path, database_url, chain_a, [proxy.url], finality=20)
+        await index_once(settings, engine)
+        assert proxy.fired[kind] >= 1
+    assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
