@@ -2,9 +2,10 @@
 
 A reply is rejected and re-asked by block hash when: a log's block hash differs from the header's (or from other
 logs of the same block), a (block, logIndex) pair repeats, or a block's logsBloom says it has matching logs but
-none came back. In the backfill the headers of the blocks that have logs are fetched (batched) for the hash check;
-above finality the watcher already holds every header. Range errors shrink the range: to the provider's suggestion when it gives one, else to its stated
-maximum, else by half; the largest range that worked is remembered per URL.
+none came back. In the backfill, headers are fetched in JSON-RPC batches: those of the blocks that have logs (hash
+check), and of every block of a range where a reply came back empty (bloom check); above finality the watcher
+already holds every header. Range errors shrink the range: to the provider's suggestion when it gives one, else
+to its stated maximum, else by half; the largest range that worked is remembered per URL.
 
 Successful replies size the next range by their log count: ranges start small (INITIAL_RANGE blocks), grow while
 replies stay sparse, and shrink or stop growing so that one reply holds about `target_logs` logs. That keeps the
@@ -131,64 +132,26 @@ class LogSource:
     async def _range_logs(
         self, start: int, end: int, flt: LogFilter, headers: dict[int, BlockHeader] | None = None
     ) -> list[dict]:
+        """Logs of [start, end] for every query of `flt`, merged, each reply checked on its own (duplicates, mixed
+        hashes). Without `headers` (the backfill) they are also checked against the headers: of the blocks that
+        have logs (hash), and, when a reply came back empty, of every block (logsBloom). With `headers` (above
+        finality) the caller checks them with `checked_against_headers`."""
         queries = flt.queries()
-        if len(queries) == 1:  # one checked reply holds each (block, logIndex) once and in order: nothing to merge
-            return await self._query_logs(start, end, flt, queries[0], headers)
-        merged: dict[tuple[str, str], dict] = {}
+        replies: list[list[dict]] = []
+        any_empty = False
         for query in queries:
-            for entry in await self._query_logs(start, end, flt, query, headers):
-                merged[(entry["blockHash"], entry["logIndex"])] = entry
-        return sorted(merged.values(), key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16)))
-
-    async def _query_logs(
-        self, start: int, end: int, flt: LogFilter, query: dict[str, Any], headers: dict[int, BlockHeader] | None
-    ) -> list[dict]:
-        reply = await self.rpc.call("eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}])
-        if not reply:
-            reply = await self._verify_empty(start, end, flt, query, headers)
-        consistent = await self._consistent(reply, flt, query)
-        if headers is None:  # the backfill path: check block hashes against the headers of the blocks with logs
-            consistent = await self._hashes_match_headers(consistent, flt, query)
-        return consistent
-
-    async def _hashes_match_headers(self, logs: list[dict], flt: LogFilter, query: dict[str, Any]) -> list[dict]:
-        """Every log's blockHash must be its block's header hash (a node may serve another fork's logs, or
-        garble them); blocks that fail are re-asked by the header's hash. Headers come in JSON-RPC batches."""
-        if not logs:
-            return logs
-        numbers = sorted({int(e["blockNumber"], 16) for e in logs})
-        headers = await self.headers(numbers)
-        bad = {int(e["blockNumber"], 16) for e in logs
-               if (h := headers.get(int(e["blockNumber"], 16))) is None or e["blockHash"] != h.hash}
-        if not bad:
-            return logs
-        log.warning("logs of %d block(s) disagree with the headers' hashes; re-asking by hash", len(bad))
-        out = [e for e in logs if int(e["blockNumber"], 16) not in bad]
-        for number in sorted(bad):
-            header = headers.get(number) or await self.header(number)
-            if header is None:
-                raise InconsistentReply(f"block {number} vanished while its logs were re-asked")
-            out.extend(_in_log_index_order(await self.by_hash(header, flt, query)))
-        return sorted(out, key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16)))
-
-    async def _verify_empty(
-        self, start: int, end: int, flt: LogFilter, query: dict[str, Any], headers: dict[int, BlockHeader] | None
-    ) -> list[dict]:
-        """An empty reply is believed only where the blocks' logsBloom agrees; other blocks are re-asked by hash
-        (a known silent failure: 200 with [] although the block has logs)."""
-        numbers = list(range(start, end + 1))
-        if headers is None or any(n not in headers for n in numbers):
-            headers = await self.headers(numbers)
-        found: list[dict] = []
-        for number in numbers:
-            header = headers.get(number)
-            if header is not None and flt.bloom_says_maybe(header.logs_bloom):
-                # the bloom has false positives, so an empty answer may be true; but the node just lied with an
-                # empty list once, so one empty answer by hash is not believed: ask twice
-                found.extend(await self.by_hash(header, flt, query) or await self.by_hash(header, flt, query))
-        if found:
-            log.warning("empty getLogs reply for %d-%d, but %d logs found by block hash", start, end, len(found))
-        return found
+            reply = await self.rpc.call("eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}])
+            any_empty = any_empty or not reply
+            replies.append(await self._consistent(reply, flt, query))
+        if len(replies) == 1:  # one checked reply holds each (block, logIndex) once and in order
+            merged = replies[0]
+        else:
+            unique = {(e["blockHash"], e["logIndex"]): e for reply in replies for e in reply}
+            merged = sorted(unique.values(), key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16)))
+        if headers is not None:
+            return merged
+        numbers = range(start, end + 1) if any_empty else sorted({int(e["blockNumber"], 16) for e in merged})
+        return await self.checked_against_headers(merged, await self.headers(list(numbers)), flt)
 
     async def _consistent(self, reply: list[dict], flt: LogFilter, query: dict[str, Any]) -> list[dict]:
         """Drop and re-ask (by block hash) the blocks whose logs fail the per-reply checks. Returns the logs in
@@ -236,14 +199,19 @@ class LogSource:
                 out.extend(entries)
                 continue
             log.warning("re-asking logs of block %d by hash (hash_ok=%s, empty=%s)", number, hash_ok, not entries)
-            merged: dict[str, dict] = {}
-            for query in flt.queries():
-                for entry in await self.by_hash(header, flt, query):
-                    merged[entry["logIndex"]] = entry
-            out.extend(sorted(merged.values(), key=lambda e: int(e["logIndex"], 16)))
+            # a bloom has false positives, so an empty answer may be true; but this node just answered an empty
+            # list where the bloom matches, so one empty answer by hash is not believed: ask twice
+            out.extend(await self._all_by_hash(header, flt) or await self._all_by_hash(header, flt))
         if by_block:
             raise InconsistentReply(f"logs returned for blocks outside the asked range: {sorted(by_block)[:5]}")
         return out
+
+    async def _all_by_hash(self, header: BlockHeader, flt: LogFilter) -> list[dict]:
+        merged: dict[str, dict] = {}
+        for query in flt.queries():
+            for entry in await self.by_hash(header, flt, query):
+                merged[entry["logIndex"]] = entry
+        return sorted(merged.values(), key=lambda e: int(e["logIndex"], 16))
 
     # ---- adaptive range -------------------------------------------------------------------------------------
     def _cap(self) -> int:

@@ -193,40 +193,44 @@ class ChainWatcher:
 
     # ---- backfill (at or below finality) ------------------------------------------------------------------
     async def _backfill(self, start: int, end: int, marks: Marks, *, target: Target | None = None) -> None:
+        """Fetch, check and decode ranges in a producer task while the previous range commits: the database
+        and the node (and our decoding) overlap instead of taking turns."""
         flt = self._filter(only=target)
-        queue: asyncio.Queue[tuple[int, int, list[dict]] | None] = asyncio.Queue(maxsize=2)
+        queue: asyncio.Queue[tuple[int, list[TransferLog], BlockHeader] | None] = asyncio.Queue(maxsize=2)
 
         async def produce() -> None:
             try:
-                async for chunk in self.source.ranges(start, end, flt):
-                    await queue.put(chunk)
+                async for _, hi, logs in self.source.ranges(start, end, flt):
+                    transfers = await self._with_times(self._select(logs))
+                    del logs
+                    end_header = await self.source.header(hi)
+                    if end_header is None:
+                        raise ChainError(f"block {hi} vanished during backfill")
+                    await queue.put((hi, transfers, end_header))
             finally:
                 await queue.put(None)
 
         producer = asyncio.create_task(produce())
         try:
             while (chunk := await queue.get()) is not None:
-                await self._commit_backfill_chunk(*chunk, flt=flt, marks=marks, target=target)
+                await self._commit_backfill_chunk(*chunk, marks=marks, target=target)
         finally:
             if not producer.done():
                 producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
-        if producer.exception() is not None:
+        if not producer.cancelled() and producer.exception() is not None:
             raise producer.exception()  # type: ignore[misc]
 
     async def _commit_backfill_chunk(
-        self, lo: int, hi: int, logs: list[dict], *, flt: LogFilter, marks: Marks, target: Target | None
+        self, hi: int, transfers: list[TransferLog], end_header: BlockHeader, *, marks: Marks,
+        target: Target | None,
     ) -> None:
-        end_header = await self.source.header(hi)
-        if end_header is None:
-            raise ChainError(f"block {hi} vanished during backfill")
-        transfers = await self._with_times(self._select(logs))
         cid = self.spec.chain_id
         if target is None:
             self.cursor = Cursor(hi, end_header.hash)
             await self.store.commit_batch(cid, transfers, [end_header], self.cursor, marks)
         else:
-            target = replace(target, synced_to=hi)
+            target = replace(self._targets[(target.kind, target.address.lower())], synced_to=hi)
             self._targets[(target.kind, target.address.lower())] = target
             await self.store.commit_batch(cid, transfers, [], None, marks, [target])
         if self.on_progress:
