@@ -65,7 +65,7 @@ def index(
     once: Annotated[bool, typer.Option("--once", help="stop when caught up to the head")] = False,
 ) -> None:
     """Index Transfers from each chain's start block to the head, then follow the head."""
-    from app.indexer import index_chains
+    from app.indexer import index_chains, tune_gc_for_indexing
     from app.persistence.db import make_engine
 
     settings = _settings(ctx)
@@ -76,6 +76,7 @@ def index(
     _upgrade(settings)
 
     async def run() -> None:
+        tune_gc_for_indexing()
         engine = make_engine(settings.database_url)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -203,10 +204,12 @@ def serve(
     import uvicorn
 
     from app.api.main import create_app
+    from app.indexer import tune_gc_for_indexing
 
     settings = _settings(ctx)
     _upgrade(settings)
     app = create_app(settings, run_watchers=watchers)
+    tune_gc_for_indexing()
     uvicorn.run(app, host=host or settings.api.host, port=port or settings.api.port, log_config=None)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,15 @@ from chains.types import ChainSpec, Cursor, TokenSpec, WalletSpec
 from chains.watcher import ChainWatcher, Progress
 
 log = logging.getLogger(__name__)
+
+
+def tune_gc_for_indexing() -> None:
+    """Indexing allocates millions of short-lived, acyclic objects (decoded logs, rows): the cyclic collector
+    found nothing but cost 30% of the indexer's CPU. Freeze what start-up allocated and collect the young
+    generation less often. Called by the long-running entry points (`settle index`, `settle serve`)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def chain_spec(chain: ChainConfig) -> ChainSpec:

@@ -93,8 +93,8 @@ def _run_indexer(args: argparse.Namespace, target: str, url: str, rpc_url: str, 
     spec = {"url": url, "rpc_url": rpc_url, "anvil_pid": anvil_pid, "wallets": chain.wallets, "token": chain.token,
             "first_block": chain.first_block, "max_range": args.max_range, "mode": args.mode,
             "data_dir": str(work / f"data-{target}")}
-    if args.gc_freeze:
-        spec["gc_freeze"] = True
+    if args.no_gc_tuning:
+        spec["no_gc_tuning"] = True
     if args.profile:
         spec["profile"] = str(Path(args.profile) / f"indexer-{target}-n{chain.logs}.prof")
     proc = subprocess.run([sys.executable, str(INDEXER_RUN), json.dumps(spec)], stdout=subprocess.PIPE, text=True,
@@ -180,8 +180,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-range", type=int, default=2_000, help="max_getlogs_range, also the raw chunk size")
     p.add_argument("--raw-repeat", type=int, default=2, help="raw passes; the best one is the baseline")
     p.add_argument("--profile", help="directory: write a cProfile of each indexer subprocess there")
-    p.add_argument("--gc-freeze", action="store_true",
-                   help="experiment: gc.freeze() in the indexer subprocess after start-up (not what `settle` does)")
+    p.add_argument("--no-gc-tuning", action="store_true",
+                   help="experiment: skip the GC tuning that `settle index` applies at start-up")
     args = p.parse_args(argv)
     args.logs = [int(n.replace("_", "")) for n in args.logs.split(",")]
     args.db = [d.strip() for d in args.db.split(",") if d.strip()]

@@ -96,8 +96,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         return elapsed
 
     rss_before = hwm_kib()
-    if spec.get("gc_freeze"):  # experiment: what the indexer would gain from gc.freeze() after start-up
-        gc.freeze()
+    if not spec.get("no_gc_tuning"):  # what `settle index` does at start-up
+        from app.indexer import tune_gc_for_indexing
+
+        tune_gc_for_indexing()
     gc_seconds = gc_timer()
     profiler = None
     if spec.get("profile"):

@@ -57,7 +57,6 @@ class Transfer(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("chain_id", "tx_hash", "log_index", name="uq_transfers_event"),
         UniqueConstraint("chain_id", "block_hash", "log_index", name="uq_transfers_observation"),
-        Index("ix_transfers_chain_block", "chain_id", "block_number"),
         Index("ix_transfers_chain_state_block", "chain_id", "state", "block_number"),
         Index("ix_transfers_to", "chain_id", "recipient"),
         Index("ix_transfers_from", "chain_id", "sender"),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal, select, update
+from sqlalchemy import and_, delete, func, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import SettleError
@@ -109,6 +109,11 @@ class SqlWatcherStore:
     ) -> int:
         now = utcnow()
         async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # The batch and its cursor commit together, and re-indexing is idempotent: a server crash can
+                # only lose whole recent batches, which the next run indexes again. So don't wait for the WAL
+                # flush (this is not the business ledger; matches and resolutions keep synchronous commits).
+                await conn.execute(text("SET LOCAL synchronous_commit = off"))
             inserted = await self._insert_transfers(conn, transfers, marks, now)
             if blocks:
                 rows = [{"chain_id": chain_id, "number": b.number, "hash": b.hash, "parent_hash": b.parent_hash,

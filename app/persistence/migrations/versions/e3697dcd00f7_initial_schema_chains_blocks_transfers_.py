@@ -126,7 +126,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('chain_id', 'tx_hash', 'log_index', name='uq_transfers_event')
     )
     with op.batch_alter_table('transfers', schema=None) as batch_op:
-        batch_op.create_index('ix_transfers_chain_block', ['chain_id', 'block_number'], unique=False)
         batch_op.create_index('ix_transfers_chain_state_block', ['chain_id', 'state', 'block_number'], unique=False)
         batch_op.create_index('ix_transfers_from', ['chain_id', 'sender'], unique=False)
         batch_op.create_index('ix_transfers_to', ['chain_id', 'recipient'], unique=False)
@@ -150,7 +149,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_transfers_to')
         batch_op.drop_index('ix_transfers_from')
         batch_op.drop_index('ix_transfers_chain_state_block')
-        batch_op.drop_index('ix_transfers_chain_block')
 
     op.drop_table('transfers')
     with op.batch_alter_table('transfer_orphanings', schema=None) as batch_op:
