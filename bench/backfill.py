@@ -127,7 +127,10 @@ def _bench_one(args: argparse.Namespace, logs: int, work: Path, rows: list[Row])
         print("raw   " + _fmt_raw(web3))
         chunk = max(1, min(args.max_range, TARGET_LOGS * args.blocks // logs))
         small = asyncio.run(raw_aiohttp(anvil.url, flt, chain.first_block, chain.last_block, chunk))
-        print("raw   " + _fmt_raw(small) + f"  ({chunk}-block chunks, ~{TARGET_LOGS:,} logs each; for reference)")
+        print("raw   " + _fmt_raw(small) + f"  ({chunk}-block chunks, ~{TARGET_LOGS:,} logs each)")
+        # The baseline is the faster way to read the same logs raw: one huge reply wins on sparse chains, chunks
+        # of ~10k logs win on dense ones (a 1M-log reply costs anvil and the JSON decoder far more per log).
+        raw = max(raw, small, key=lambda r: r.rate)
         rows.append(Row(logs, "raw eth_getLogs", raw.rate, 1.0, None, raw.logs == logs,
                         "" if raw.logs == logs else f"chain has {raw.logs} logs"))
         for target in args.db:
