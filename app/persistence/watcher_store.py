@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import and_, delete, func, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.errors import SettleError
 from app.persistence.tables import Block, ChainStatus, Reorg, Transfer, TransferOrphaning, WatchTarget
+from app.persistence.transfer_inserts import insert_transfers
 from app.persistence.upsert import insert_for
 from chains.types import (
     BlockHeader,
@@ -35,14 +35,6 @@ TO = TransferOrphaning.__table__
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _state_for(block: int, marks: Marks) -> TransferState:
-    if block <= marks.finalized:
-        return TransferState.FINALIZED
-    if block <= marks.safe:
-        return TransferState.CONFIRMED
-    return TransferState.SEEN
 
 
 class SqlWatcherStore:
@@ -114,7 +106,7 @@ class SqlWatcherStore:
                 # only lose whole recent batches, which the next run indexes again. So don't wait for the WAL
                 # flush (this is not the business ledger; matches and resolutions keep synchronous commits).
                 await conn.execute(text("SET LOCAL synchronous_commit = off"))
-            inserted = await self._insert_transfers(conn, transfers, marks, now)
+            inserted = await insert_transfers(conn, transfers, marks, now)
             if blocks:
                 rows = [{"chain_id": chain_id, "number": b.number, "hash": b.hash, "parent_hash": b.parent_hash,
                          "timestamp": b.timestamp} for b in blocks]
@@ -133,32 +125,6 @@ class SqlWatcherStore:
                 await self._promote(conn, chain_id, marks, cursor, now)
             await self._save_targets(conn, chain_id, targets)
         return inserted
-
-    async def _insert_transfers(
-        self, conn: AsyncConnection, transfers: Sequence[TransferLog], marks: Marks, now: datetime
-    ) -> int:
-        """Insert new transfers; a row whose event (chain_id, tx_hash, log_index) exists is left alone unless it
-        is orphaned, in which case it is revived with the new observation. Returns the rows inserted or revived
-        (the batch size where the driver does not say).
-
-        Hot path (backfill): rows are built once as tuples; PostgreSQL takes large batches by COPY into a temporary
-        table then one INSERT ... SELECT ... ON CONFLICT, SQLite by a driver-level executemany. The first of
-        several rows for one event wins, as it did with one statement per row."""
-        if not transfers:
-            return 0
-        if conn.dialect.name == "postgresql" and len(transfers) >= _COPY_MIN_ROWS:
-            return await _copy_transfers(conn, _stage_rows(transfers, marks), now)
-        rows = _transfer_rows(transfers, marks, now)
-        if conn.dialect.name == "sqlite":
-            return await _executemany_transfers(conn, rows)
-        stmt = insert_for(conn, T)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[T.c.chain_id, T.c.tx_hash, T.c.log_index],
-            set_={c: getattr(stmt.excluded, c) for c in _REVIVED},
-            where=T.c.state == TransferState.ORPHANED.value,
-        )
-        result = await conn.execute(stmt, [dict(zip(_COLUMNS, r, strict=True)) for r in rows])
-        return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
 
     async def promote(self, chain_id: int, marks: Marks, cursor: Cursor) -> None:
         async with self.engine.begin() as conn:
@@ -247,121 +213,3 @@ class SqlWatcherStore:
                 await conn.execute(update(CS).where(*where, CS.c.state != ChainState.ALERT.value).values(
                     state=state.value))
             await conn.execute(update(CS).where(*where).values(**values))
-
-
-# ---- transfer inserts (the backfill hot path) ----------------------------------------------------------------------
-_COLUMNS = ("chain_id", "token", "sender", "recipient", "amount", "tx_hash", "log_index", "block_number",
-            "block_hash", "block_time", "state", "seen_at", "confirmed_at", "finalized_at", "orphaned_at")
-_REVIVED = ("block_number", "block_hash", "block_time", "state", "seen_at", "confirmed_at", "finalized_at",
-            "orphaned_at", "token", "sender", "recipient", "amount")
-_ORPHANED, _SEEN, _FINALIZED = TransferState.ORPHANED.value, TransferState.SEEN.value, TransferState.FINALIZED.value
-_ON_CONFLICT = ("ON CONFLICT (chain_id, tx_hash, log_index) DO UPDATE SET "
-                + ", ".join(f"{c} = excluded.{c}" for c in _REVIVED) + f" WHERE transfers.state = '{_ORPHANED}'")
-_SQLITE_INSERT = (f"INSERT INTO transfers ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-                  + _ON_CONFLICT)
-_COPY_MIN_ROWS = 32
-"""Below this many rows a PostgreSQL batch is one executemany: the staging table would cost more than it saves."""
-_STAGE = "_transfers_stage"
-# Fixed column types (asyncpg caches the COPY's column codecs by table name). Amounts travel as decimal text and are
-# cast exactly to NUMERIC(78, 0); the per-batch timestamps are derived from the state in SQL, as _state_for did.
-# A fresh temporary table is scanned from its first page (no parallel or synchronized scans of local buffers), so
-# INSERT ... SELECT keeps the batch's order and ids follow chain order as before.
-_STAGE_DDL = (f"CREATE TEMPORARY TABLE {_STAGE} (chain_id BIGINT, token TEXT, sender TEXT, recipient TEXT, "
-              "amount TEXT, tx_hash TEXT, log_index INTEGER, block_number BIGINT, block_hash TEXT, "
-              "block_time TIMESTAMPTZ, state TEXT) ON COMMIT DROP")
-_STAGE_COLUMNS = _COLUMNS[:11]
-_STAGE_INSERT = (
-    f"INSERT INTO transfers ({', '.join(_COLUMNS)}) SELECT chain_id, token, sender, recipient, "
-    "CAST(amount AS NUMERIC(78, 0)), tx_hash, log_index, block_number, block_hash, block_time, state, "
-    f"$1::timestamptz, CASE WHEN state <> '{_SEEN}' THEN $1::timestamptz END, "
-    f"CASE WHEN state = '{_FINALIZED}' THEN $1::timestamptz END, NULL FROM {_STAGE} {_ON_CONFLICT}"
-)
-
-
-class _BlockValues:
-    """Per-block values of a batch, computed once per block: the state and the block time as a UTC datetime."""
-
-    def __init__(self, marks: Marks) -> None:
-        self.marks = marks
-        self._states: dict[int, TransferState] = {}
-        self._times: dict[int, datetime] = {}
-
-    def state(self, block: int) -> TransferState:
-        if (state := self._states.get(block)) is None:
-            state = self._states[block] = _state_for(block, self.marks)
-        return state
-
-    def time(self, timestamp: int | None) -> datetime | None:
-        if timestamp is None:
-            return None
-        if (value := self._times.get(timestamp)) is None:
-            value = self._times[timestamp] = datetime.fromtimestamp(timestamp, UTC)
-        return value
-
-
-def _transfer_rows(transfers: Sequence[TransferLog], marks: Marks, now: datetime) -> list[tuple[Any, ...]]:
-    """One tuple per transfer in `_COLUMNS` order, with the values the per-row statement always bound."""
-    per_block = _BlockValues(marks)
-    rows = []
-    for t in transfers:
-        state = per_block.state(t.block_number)
-        rows.append((t.chain_id, t.token, t.sender, t.recipient, t.amount, t.tx_hash, t.log_index, t.block_number,
-                     t.block_hash, per_block.time(t.block_time), state.value, now,
-                     now if state is not TransferState.SEEN else None,
-                     now if state is TransferState.FINALIZED else None, None))
-    return rows
-
-
-def _stage_rows(transfers: Sequence[TransferLog], marks: Marks) -> list[tuple[Any, ...]]:
-    """Tuples in `_STAGE_COLUMNS` order, amounts as exact decimal text. Only the first transfer of an event is
-    kept: one INSERT ... SELECT must not touch a row twice, and the per-row statements made the later ones no-ops
-    (PostgreSQL checks the ON CONFLICT arbiter index before inserting into any other)."""
-    per_block = _BlockValues(marks)
-    seen: set[tuple[int, str, int]] = set()
-    rows = []
-    for t in transfers:
-        key = (t.chain_id, t.tx_hash, t.log_index)
-        if key in seen:
-            continue
-        seen.add(key)
-        amount = t.amount
-        if not isinstance(amount, int) or isinstance(amount, bool):  # as ExactInt refuses it
-            raise TypeError(f"amounts are ints, got {type(amount).__name__}")
-        rows.append((t.chain_id, t.token, t.sender, t.recipient, str(amount), t.tx_hash, t.log_index,
-                     t.block_number, t.block_hash, per_block.time(t.block_time), per_block.state(t.block_number).value))
-    return rows
-
-
-async def _copy_transfers(conn: AsyncConnection, rows: list[tuple[Any, ...]], now: datetime) -> int:
-    """PostgreSQL: COPY the rows into a transaction-local staging table, then one INSERT ... SELECT with the same
-    ON CONFLICT clause as the per-row statement."""
-    # The DDL goes through SQLAlchemy so that its transaction has begun on the driver before the raw COPY.
-    await conn.exec_driver_sql(_STAGE_DDL)
-    raw = (await conn.get_raw_connection()).driver_connection
-    if not raw.is_in_transaction():
-        raise SettleError("COPY of transfers outside the batch's transaction")
-    await raw.copy_records_to_table(_STAGE, records=rows, columns=_STAGE_COLUMNS)
-    status = await raw.execute(_STAGE_INSERT, now)
-    await raw.execute(f"DROP TABLE {_STAGE}")
-    return int(status.rsplit(" ", 1)[-1])
-
-
-async def _executemany_transfers(conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> int:
-    """SQLite: the same upsert as one driver-level executemany. Values go through the columns' own bind
-    processors (amounts as decimal text, datetimes as naive UTC text), each distinct datetime converted once."""
-    dialect = conn.dialect
-    amount = T.c.amount.type.dialect_impl(dialect).bind_processor(dialect)
-    when = T.c.seen_at.type.dialect_impl(dialect).bind_processor(dialect)
-    texts: dict[datetime, Any] = {}
-
-    def stamp(value: datetime | None) -> Any:
-        if value is None or when is None:
-            return value
-        if (out := texts.get(value)) is None:
-            out = texts[value] = when(value)
-        return out
-
-    params = [(*r[:4], amount(r[4]) if amount else r[4], *r[5:9], stamp(r[9]), r[10], stamp(r[11]),
-               stamp(r[12]), stamp(r[13]), None) for r in rows]
-    result = await conn.exec_driver_sql(_SQLITE_INSERT, params)
-    return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)

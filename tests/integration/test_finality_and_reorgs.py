@@ -184,3 +184,29 @@ async def test_reorg_below_finality_raises_an_alert_and_stops_the_chain(
         assert (await transfers_repo.chain_statuses(conn))[0]["state"] == "live"
         assert [r["deep"] for r in await transfers_repo.reorgs(conn, chain_a.chain_id)] == [True]
     await assert_balances_agree(settings, engine)
+
+
+async def test_a_batch_of_transactions_re_mined_after_a_reorg_is_revived_in_one_bulk_insert(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    """40 transfers in one block (the bulk COPY path on PostgreSQL), reorged away and re-mined one block later."""
+    settings = _settings(tmp_path, database_url, chain_a, confirmations=2, finality=30)
+    usdc = chain_a.tokens["usdc"]
+    signer = chain_a.anvil.accounts[2]
+    usdc.mint(signer, 10**12)
+    chain_a.anvil.mine(3)
+    with chain_a.anvil.in_one_block():
+        txs = [usdc.transfer(signer, DEPOSIT, 100 + i, wait=False) for i in range(40)]
+    chain_a.anvil.mine(1)
+    await index_once(settings, engine)
+    before = {tx: r for tx, r in _by_tx(await rows(engine, chain_a.chain_id)).items() if tx in txs}
+    assert len(before) == 40
+
+    chain_a.anvil.reorg(2, [(chain_a.anvil.raw_transaction(tx), 1) for tx in txs])
+    await index_once(settings, engine)
+    after = _by_tx(await rows(engine, chain_a.chain_id))
+    assert {tx: after[tx]["id"] for tx in txs} == {tx: r["id"] for tx, r in before.items()}
+    assert {after[tx]["state"] for tx in txs} == {"seen"}
+    assert {after[tx]["block_number"] for tx in txs} == {before[txs[0]]["block_number"] + 1}
+    assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
+    await assert_balances_agree(settings, engine)
