@@ -149,3 +149,59 @@ class BalanceCheck(SQLModel, table=True):
     onchain_balance: int = Field(sa_column=_amount())
     difference: int = Field(sa_column=_amount())
     checked_at: datetime = Field(sa_column=_time(False))
+
+
+# ---- reconciliation (issue 3) ---------------------------------------------------------------------------------------
+class Record(SQLModel, table=True):
+    """The current version of an internal record (deposit, withdrawal, internal transfer); amount in base units."""
+
+    __tablename__ = "records"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_records_key"),
+                      Index("ix_records_wallet", "chain_id", "wallet"), Index("ix_records_tx", "chain_id", "tx_hash"))
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    source: str
+    external_id: str
+    version: int
+    kind: str
+    chain_id: int = Field(sa_column=Column(BigInt(), nullable=False))
+    token: str
+    amount: int = Field(sa_column=_amount())
+    wallet: str
+    counterparty: str | None = None
+    tx_hash: str | None = None
+    log_index: int | None = None
+    reference: str | None = None
+    segregation: str
+    status: str
+    created_at: datetime = Field(sa_column=_time(False))
+    expected_by: datetime | None = Field(default=None, sa_column=_time())
+    ingested_at: datetime = Field(sa_column=_time(False))
+
+
+class RecordVersion(SQLModel, table=True):
+    """Every version of every record, as received (append-only)."""
+
+    __tablename__ = "record_versions"
+    __table_args__ = (UniqueConstraint("source", "external_id", "version", name="uq_record_versions"),)
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    source: str
+    external_id: str
+    version: int
+    body: str  # canonical JSON of the version
+    actor: str
+    ingested_at: datetime = Field(sa_column=_time(False))
+
+
+class AuditEntry(SQLModel, table=True):
+    """Append-only audit log; `hash` = SHA-256 over the canonical encoding of the entry and the previous hash."""
+
+    __tablename__ = "audit_log"
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    at: datetime = Field(sa_column=_time(False))
+    actor: str
+    action: str
+    entity: str
+    before: str | None = None
+    after: str | None = None
+    prev_hash: str
+    hash: str

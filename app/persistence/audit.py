@@ -1,0 +1,68 @@
+"""The append-only audit log with a hash chain: each entry's hash covers its canonical encoding and the previous
+entry's hash, so editing or deleting any entry breaks the chain from there on (`settle audit verify`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.persistence.tables import AuditEntry
+
+A = AuditEntry.__table__
+GENESIS = "0" * 64
+
+
+def canonical(value: Any) -> str | None:
+    """Canonical JSON: sorted keys, no whitespace, ints as JSON numbers (exact), datetimes as ISO 8601 UTC."""
+    if value is None:
+        return None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_default, ensure_ascii=False)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, tuple | set | frozenset):
+        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    raise TypeError(f"not JSON-encodable: {type(value).__name__}")
+
+
+def entry_hash(prev_hash: str, at: datetime, actor: str, action: str, entity: str, before: str | None,
+               after: str | None) -> str:
+    payload = canonical([prev_hash, at.astimezone(UTC).isoformat(), actor, action, entity, before, after])
+    return hashlib.sha256(payload.encode()).hexdigest()  # type: ignore[union-attr]
+
+
+async def append(conn: AsyncConnection, *, actor: str, action: str, entity: str, before: Any = None,
+                 after: Any = None, at: datetime | None = None) -> str:
+    """Append one entry in the caller's transaction. On PostgreSQL the table is locked for the append so that two
+    writers cannot both chain onto the same previous entry."""
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
+    prev = await conn.scalar(select(A.c.hash).order_by(A.c.id.desc()).limit(1)) or GENESIS
+    when = at or datetime.now(UTC)
+    b, a = canonical(before), canonical(after)
+    digest = entry_hash(prev, when, actor, action, entity, b, a)
+    await conn.execute(A.insert().values(at=when, actor=actor, action=action, entity=entity, before=b, after=a,
+                                         prev_hash=prev, hash=digest))
+    return digest
+
+
+async def verify(conn: AsyncConnection) -> tuple[int, int | None, str | None]:
+    """Walk the chain. Returns (entries checked, id of the first bad entry or None, why). A deleted entry shows
+    as the next one's previous hash not matching; ids may have gaps (PostgreSQL sequences skip on rollback)."""
+    prev = GENESIS
+    count = 0
+    for row in await conn.execute(select(A).order_by(A.c.id)):
+        count += 1
+        if row.prev_hash != prev:
+            return count, row.id, "previous hash does not match (an earlier entry was changed or removed)"
+        if entry_hash(prev, row.at, row.actor, row.action, row.entity, row.before, row.after) != row.hash:
+            return count, row.id, "hash does not match the entry's content (edited)"
+        prev = row.hash
+    return count, None, None

@@ -1,0 +1,50 @@
+"""Records: current versions and the append-only version history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.persistence.audit import canonical
+from app.persistence.tables import Record, RecordVersion
+
+RC = Record.__table__
+RV = RecordVersion.__table__
+
+
+async def current_by_key(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+    out: dict[tuple[str, str], dict] = {}
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        rows = await conn.execute(select(RC).where(tuple_(RC.c.source, RC.c.external_id).in_(chunk)))
+        out.update({(r["source"], r["external_id"]): dict(r) for r in rows.mappings()})
+    return out
+
+
+async def save_version(conn: AsyncConnection, rec: dict[str, Any], version: int, actor: str, now: datetime) -> None:
+    body = canonical({**rec, "amount": str(rec["amount"]), "version": version})
+    await conn.execute(RV.insert().values(source=rec["source"], external_id=rec["external_id"], version=version,
+                                          body=body, actor=actor, ingested_at=now))
+    values = {**rec, "version": version, "ingested_at": now}
+    if version == 1:
+        await conn.execute(RC.insert().values(**values))
+    else:
+        await conn.execute(update(RC).where(RC.c.source == rec["source"], RC.c.external_id == rec["external_id"])
+                           .values(**values))
+
+
+async def versions(conn: AsyncConnection, source: str, external_id: str) -> list[dict]:
+    rows = await conn.execute(select(RV).where(RV.c.source == source, RV.c.external_id == external_id)
+                              .order_by(RV.c.version))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def all_current(conn: AsyncConnection, status: str | None = None) -> list[dict]:
+    stmt = select(RC).order_by(RC.c.id)
+    if status is not None:
+        stmt = stmt.where(RC.c.status == status)
+    return [dict(r) for r in (await conn.execute(stmt)).mappings()]
