@@ -205,3 +205,72 @@ class AuditEntry(SQLModel, table=True):
     after: str | None = None
     prev_hash: str
     hash: str
+
+
+class MatchRow(SQLModel, table=True):
+    """A match between transfer(s) and record(s). Never deleted: unmatching sets `removed_*`."""
+
+    __tablename__ = "matches"
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    rule: str
+    rule_version: str
+    transfer_ids: str  # JSON list
+    record_keys: str  # JSON list of [source, external_id]
+    candidates: str  # JSON
+    facts: str  # JSON
+    created_at: datetime = Field(sa_column=_time(False))
+    created_by: str
+    removed_at: datetime | None = Field(default=None, sa_column=_time())
+    removed_by: str | None = None
+    removed_reason: str | None = None
+
+
+class MatchLink(SQLModel, table=True):
+    """One side of a match, for lookups: `ref` is a transfer id or `source/external_id`."""
+
+    __tablename__ = "match_links"
+    __table_args__ = (Index("ix_match_links_ref", "kind", "ref"),)
+    match_id: int = Field(sa_column=Column(BigInt(), primary_key=True, autoincrement=False))
+    kind: str = Field(primary_key=True)  # transfer | record
+    ref: str = Field(primary_key=True)
+    active: bool = True
+
+
+class BreakRow(SQLModel, table=True):
+    """A break: what needs a human. `fingerprint` (type + items) keeps the reconciler idempotent."""
+
+    __tablename__ = "breaks"
+    __table_args__ = (Index("ix_breaks_status", "status", "type"), Index("ix_breaks_fingerprint", "fingerprint"))
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    type: str
+    status: str  # open | awaiting_approval | resolved
+    fingerprint: str
+    transfer_ids: str
+    record_keys: str
+    facts: str
+    opened_at: datetime = Field(sa_column=_time(False))
+    resolved_at: datetime | None = Field(default=None, sa_column=_time())
+    resolution: str | None = None  # JSON
+
+
+class BreakEvent(SQLModel, table=True):
+    """The history of a break (append-only)."""
+
+    __tablename__ = "break_events"
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    break_id: int = Field(sa_column=Column(BigInt(), nullable=False, index=True))
+    action: str
+    actor: str
+    at: datetime = Field(sa_column=_time(False))
+    detail: str | None = None
+
+
+class TransferClassification(SQLModel, table=True):
+    """Why a transfer needs no record: internal, noise (zero value, dust, poisoning suspect), or an ops reason."""
+
+    __tablename__ = "transfer_classifications"
+    transfer_id: int = Field(sa_column=Column(BigInt(), primary_key=True, autoincrement=False))
+    reason: str = Field(primary_key=True)
+    actor: str
+    note: str | None = None
+    at: datetime = Field(sa_column=_time(False))
