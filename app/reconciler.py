@@ -36,8 +36,8 @@ def fingerprint(kind: str, transfer_ids: Iterable[int], record_keys: Iterable[tu
     return f"{kind}|{','.join(map(str, sorted(transfer_ids)))}|{refs}"
 
 
-def _policy(settings: Settings) -> Policy:
-    return Policy()
+def _policy(settings: Settings, excluded: frozenset[tuple[int, tuple]] = frozenset()) -> Policy:
+    return Policy(excluded=excluded)  # type: ignore[arg-type]
 
 
 def _transfer_fact(t: dict, ours: set[tuple[int, str]]) -> TransferFact:
@@ -69,7 +69,8 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
         free_t = [_transfer_fact(t, ours) for t in transfers.values()
                   if t["state"] != repo.ORPHANED and t["id"] not in matched_t and t["id"] not in classified]
         free_r = [_record_fact(r) for r in await repo.records(conn) if (r["source"], r["external_id"]) not in matched_r]
-        outcome = reconcile(free_t, free_r, _policy(settings), now)
+        excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
+        outcome = reconcile(free_t, free_r, _policy(settings, excluded), now)
         for m in outcome.matches:
             observed = {str(i): transfers[i]["block_hash"] for i in m.transfer_ids}
             match_id = await repo.add_match(conn, rule=m.rule, rule_version=m.rule_version,

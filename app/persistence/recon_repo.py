@@ -47,6 +47,13 @@ async def active_matches(conn: AsyncConnection) -> list[dict]:
              "record_keys": [tuple(k) for k in json.loads(r["record_keys"])]} for r in rows.mappings()]
 
 
+async def pairs_unmatched_by_people(conn: AsyncConnection, system_actor: str) -> frozenset[tuple[int, tuple]]:
+    """(transfer id, record key) pairs of matches a person removed: the machine must not make them again."""
+    rows = await conn.execute(select(M.c.transfer_ids, M.c.record_keys).where(
+        M.c.removed_at.is_not(None), M.c.removed_by != system_actor))
+    return frozenset((i, tuple(k)) for t_ids, r_keys in rows for i in json.loads(t_ids) for k in json.loads(r_keys))
+
+
 async def add_match(conn: AsyncConnection, *, rule: str, rule_version: str, transfer_ids: Iterable[int],
                     record_keys: Iterable[Sequence[str]], candidates: Any, facts: Any, actor: str,
                     at: datetime) -> int:

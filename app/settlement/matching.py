@@ -170,7 +170,7 @@ def _by_tx_hash(st: _State) -> None:
 
 
 def _agrees(t: TransferFact, r: RecordFact, st: _State) -> bool:
-    return _details_ok(t, r) and _amount_ok(t, r, st.policy)
+    return _details_ok(t, r) and _amount_ok(t, r, st.policy) and (t.id, r.key) not in st.policy.excluded
 
 
 # ---- unique pairing (rules 1 and 2) ------------------------------------------------------------------------------
@@ -250,7 +250,8 @@ def _split(st: _State) -> None:
     for r in st.free_r():
         if r.kind is not RecordKind.DEPOSIT or r.tx_hash is not None:
             continue
-        pool = [t for t in st.free_t() if _details_ok(t, r) and _in_window(t, r, st.policy)]
+        pool = [t for t in st.free_t() if _details_ok(t, r) and _in_window(t, r, st.policy)
+                and (t.id, r.key) not in st.policy.excluded]
         subsets = _exact_subsets(r.amount, pool, lambda t: t.amount, st.policy.max_combination)
         if len(subsets) == 1:
             st.match(Rule.SPLIT, subsets[0], [r], [t.id for t in pool], {"parts": len(subsets[0])})
@@ -263,7 +264,8 @@ def _batch(st: _State) -> None:
     """Several records settled by one transfer (e.g. withdrawals paid out together), summing exactly."""
     for t in st.free_t():
         pool = [r for r in st.free_r() if _details_ok(t, r) and (r.tx_hash is None or r.tx_hash.lower()
-                == t.tx_hash.lower()) and (r.tx_hash is not None or _in_window(t, r, st.policy))]
+                == t.tx_hash.lower()) and (r.tx_hash is not None or _in_window(t, r, st.policy))
+                and (t.id, r.key) not in st.policy.excluded]
         subsets = _exact_subsets(t.amount, pool, lambda r: r.amount, st.policy.max_combination)
         if len(subsets) == 1:
             st.match(Rule.BATCH, [t], subsets[0], [t.id], {"parts": len(subsets[0])})

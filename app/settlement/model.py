@@ -86,6 +86,7 @@ class Policy:
     missing_grace: timedelta = timedelta(hours=24)
     match_states: frozenset[str] = frozenset({"confirmed", "finalized"})
     known_counterparties: frozenset[str] = frozenset()
+    excluded: frozenset[tuple[int, tuple[str, str]]] = frozenset()  # (transfer id, record key) a person unmatched
 
 
 Facts = tuple[tuple[str, object], ...]

@@ -111,3 +111,53 @@ async def test_the_daily_mix_ends_in_the_right_matches_and_breaks(chain_a: Devne
 async def _all(engine: AsyncEngine) -> list[dict]:
     async with engine.connect() as conn:
         return await repo.all_breaks(conn)
+
+
+async def test_write_off_needs_a_second_person_and_an_unmatch_is_not_redone(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    import pytest
+
+    from app import resolutions
+
+    usdc = chain_a.tokens["usdc"]
+    usdc.mint(ALICE, 10**12)
+    usdc.transfer(ALICE, DEP1, 1_000_000)
+    usdc.transfer(ALICE, DEP2, 2_500_000)  # nobody told us about this one
+    chain_a.anvil.mine(2)
+    settings = _settings(tmp_path, database_url, chain_a)
+    await index_once(settings, engine)
+    await ingest(settings, engine, [rec("dep-1", "deposit", DEP1, 1_000_000, chain_a)], actor="core-feed")
+    later = datetime.now(UTC) + LATER
+    await reconcile_once(settings, engine, now=later)
+    breaks = await _all(engine)
+    unknown = next(b for b in breaks if b["type"] == "unmatched_transfer")
+
+    await resolutions.classify(engine, unknown["id"], reason=resolutions.ReasonCode.WRITE_OFF,
+                               note="customer sent to a retired address; refunded off-chain", actor="ops-ann")
+    with pytest.raises(resolutions.FourEyes):
+        await resolutions.approve(engine, unknown["id"], actor="ops-ann")
+    assert (await _break(engine, unknown["id"]))["status"] == "awaiting_approval"
+    await resolutions.approve(engine, unknown["id"], actor="controller-bo")
+    assert (await _break(engine, unknown["id"]))["status"] == "resolved"
+    await reconcile_once(settings, engine, now=later)  # the machine does not reopen a person's resolution
+    assert (await _break(engine, unknown["id"]))["status"] == "resolved"
+    await resolutions.reopen(engine, unknown["id"], reason="refund bounced", actor="ops-ann")
+    async with engine.connect() as conn:
+        history = [(e["action"], e["actor"]) for e in await repo.break_events(conn, unknown["id"])]
+        match = (await repo.active_matches(conn))[0]
+    assert history == [("opened", "reconciler"), ("classified", "ops-ann"), ("approved", "controller-bo"),
+                       ("reopened", "ops-ann")]
+
+    await resolutions.unmatch(engine, match["id"], reason="wrong customer", actor="ops-ann")
+    await reconcile_once(settings, engine, now=later)
+    async with engine.connect() as conn:
+        assert await repo.active_matches(conn) == []  # not silently re-matched
+        assert (await audit.verify(conn))[1] is None
+
+
+async def _break(engine: AsyncEngine, break_id: int) -> dict:
+    async with engine.connect() as conn:
+        row = await repo.get_break(conn, break_id)
+    assert row is not None
+    return row

@@ -1,0 +1,156 @@
+"""What ops do with breaks: manual match, unmatch, classify (write-offs need a second person), approve, reopen.
+Every action is appended to the break's history and to the audit log with who and when."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.errors import BadRequest, NotFound, SettleError
+from app.persistence import audit
+from app.persistence import recon_repo as repo
+from app.settings import Settings
+
+
+class ReasonCode(StrEnum):
+    INTERNAL = "internal"
+    GAS_TOP_UP = "gas_top_up"
+    REFUND = "refund"
+    CUSTOMER_ERROR = "customer_error"
+    SPAM = "spam"
+    WRITE_OFF = "write_off"
+    OTHER = "other"
+
+
+class FourEyes(SettleError):
+    status_code = 403
+    title = "Four-eyes rule"
+
+
+class Conflict(SettleError):
+    status_code = 409
+    title = "Conflict"
+
+
+async def _open_break(conn: AsyncConnection, break_id: int) -> dict:
+    row = await repo.get_break(conn, break_id)
+    if row is None:
+        raise NotFound(f"break {break_id} not found")
+    return row
+
+
+async def classify(engine: AsyncEngine, break_id: int, *, reason: ReasonCode, note: str, actor: str) -> dict:
+    """Explain a break with a reason code and a note. A write-off waits for a second person's approval."""
+    if not note.strip():
+        raise BadRequest("note", "a note is required")
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        row = await _open_break(conn, break_id)
+        if row["status"] != "open":
+            raise Conflict(f"break {break_id} is {row['status']}")
+        resolution = {"by": actor, "action": "classify", "reason": reason.value, "note": note}
+        status = "awaiting_approval" if reason is ReasonCode.WRITE_OFF else "resolved"
+        await repo.set_break_status(conn, break_id, status, at=now, resolution=resolution)
+        if status == "resolved":
+            for transfer_id in repo.json.loads(row["transfer_ids"]):
+                await repo.classify(conn, transfer_id, reason.value, actor=actor, at=now, note=note)
+        await repo.add_event(conn, break_id, "classified", actor, now, resolution)
+        await audit.append(conn, actor=actor, action="break.resolution", entity=f"break:{break_id}", at=now,
+                           before={"status": row["status"]}, after={"status": status, **resolution})
+    return {"id": break_id, "status": status}
+
+
+async def approve(engine: AsyncEngine, break_id: int, *, actor: str) -> dict:
+    """Second-person approval of a write-off; the person who proposed it cannot approve it."""
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        row = await _open_break(conn, break_id)
+        if row["status"] != "awaiting_approval":
+            raise Conflict(f"break {break_id} is {row['status']}, not awaiting approval")
+        resolution = repo.json.loads(row["resolution"])
+        if resolution.get("by") == actor:
+            raise FourEyes(f"{actor} proposed this write-off and cannot approve it")
+        resolution |= {"approved_by": actor, "approved_at": now.isoformat()}
+        await repo.set_break_status(conn, break_id, "resolved", at=now, resolution=resolution)
+        for transfer_id in repo.json.loads(row["transfer_ids"]):
+            await repo.classify(conn, transfer_id, ReasonCode.WRITE_OFF.value, actor=actor, at=now,
+                                note=resolution.get("note"))
+        await repo.add_event(conn, break_id, "approved", actor, now)
+        await audit.append(conn, actor=actor, action="break.approved", entity=f"break:{break_id}", at=now,
+                           before={"status": "awaiting_approval"}, after={"status": "resolved"})
+    return {"id": break_id, "status": "resolved"}
+
+
+async def reopen(engine: AsyncEngine, break_id: int, *, reason: str, actor: str) -> dict:
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        row = await _open_break(conn, break_id)
+        if row["status"] == "open":
+            raise Conflict(f"break {break_id} is already open")
+        await repo.set_break_status(conn, break_id, "open", at=now)
+        await repo.add_event(conn, break_id, "reopened", actor, now, {"reason": reason})
+        await audit.append(conn, actor=actor, action="break.reopened", entity=f"break:{break_id}", at=now,
+                           before={"status": row["status"]}, after={"status": "open", "reason": reason})
+    return {"id": break_id, "status": "open"}
+
+
+async def manual_match(settings: Settings, engine: AsyncEngine, *, transfer_ids: Sequence[int],
+                       record_keys: Sequence[tuple[str, str]], actor: str, break_id: int | None = None) -> int:
+    """Match transfers to records by hand, validated like an automatic match: same chain and token, our side
+    agrees with each record's wallet, and the amounts sum exactly. Nothing already matched may be reused."""
+    if not transfer_ids or not record_keys:
+        raise BadRequest("transfer_ids" if not transfer_ids else "record_keys", "at least one is required")
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        transfers = {t["id"]: t for t in await repo.transfers(conn)}
+        records = {(r["source"], r["external_id"]): r for r in await repo.records(conn)}
+        active = await repo.active_matches(conn)
+        used_t = {i for m in active for i in m["transfer_ids"]}
+        used_r = {k for m in active for k in m["record_keys"]}
+        ts = [_known(transfers, i, "transfer_ids") for i in transfer_ids]
+        rs = [_known(records, tuple(k), "record_keys") for k in record_keys]
+        if used_t & set(transfer_ids) or used_r & {tuple(k) for k in record_keys}:
+            raise Conflict("a transfer or record is already matched; unmatch it first")
+        if any(t["state"] == repo.ORPHANED for t in ts):
+            raise BadRequest("transfer_ids", "an orphaned transfer cannot be matched")
+        if len({(x["chain_id"], x["token"]) for x in ts + rs}) != 1:
+            raise BadRequest("record_keys", "chain and token must be the same on every side")
+        ours = {t["sender"] for t in ts} | {t["recipient"] for t in ts}
+        if any(r["wallet"] not in ours for r in rs):
+            raise BadRequest("record_keys", "a record's wallet is on neither side of the transfers")
+        if sum(t["amount"] for t in ts) != sum(r["amount"] for r in rs):
+            raise BadRequest("record_keys", "amounts differ: transfers and records must sum exactly")
+        observed = {str(t["id"]): t["block_hash"] for t in ts}
+        match_id = await repo.add_match(conn, rule="manual", rule_version="1", transfer_ids=transfer_ids,
+                                        record_keys=record_keys, candidates=[], facts={"observed": observed},
+                                        actor=actor, at=now)
+        await audit.append(conn, actor=actor, action="match.created", entity=f"match:{match_id}", at=now,
+                           after={"rule": "manual", "transfers": sorted(transfer_ids), "records": sorted(record_keys)})
+        if break_id is not None:
+            await repo.set_break_status(conn, break_id, "resolved", at=now,
+                                        resolution={"by": actor, "action": "manual_match", "match_id": match_id})
+            await repo.add_event(conn, break_id, "matched", actor, now, {"match_id": match_id})
+    return match_id
+
+
+async def unmatch(engine: AsyncEngine, match_id: int, *, reason: str, actor: str) -> None:
+    if not reason.strip():
+        raise BadRequest("reason", "a reason is required")
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        match = next((m for m in await repo.active_matches(conn) if m["id"] == match_id), None)
+        if match is None:
+            raise NotFound(f"active match {match_id} not found")
+        await repo.remove_match(conn, match_id, actor=actor, reason=reason, at=now)
+        await audit.append(conn, actor=actor, action="match.removed", entity=f"match:{match_id}", at=now,
+                           before={"transfers": match["transfer_ids"], "records": match["record_keys"]},
+                           after={"reason": reason})
+
+
+def _known(items: dict, key: object, field: str) -> dict:
+    if key not in items:
+        raise BadRequest(field, f"unknown {key}")
+    return items[key]  # type: ignore[no-any-return]
