@@ -19,6 +19,10 @@ cli = typer.Typer(help="Stablecoin settlement tracker.", no_args_is_help=True, a
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 chains_cli = typer.Typer(help="Chains: status and incident handling.", invoke_without_command=True)
 balances_cli = typer.Typer(help="Balance checks against balanceOf.", no_args_is_help=True)
+records_cli = typer.Typer(help="Internal records (deposits, withdrawals, internal transfers).", no_args_is_help=True)
+audit_cli = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+cli.add_typer(records_cli, name="records")
+cli.add_typer(audit_cli, name="audit")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(chains_cli, name="chains")
 cli.add_typer(balances_cli, name="balances")
@@ -211,6 +215,102 @@ def serve(
     app = create_app(settings, run_watchers=watchers)
     tune_gc_for_indexing()
     uvicorn.run(app, host=host or settings.api.host, port=port or settings.api.port, log_config=None)
+
+
+@records_cli.command("import")
+def records_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a header row")],
+    actor: Annotated[str, typer.Option(help="who is importing (recorded in the audit log)")] = "cli",
+) -> None:
+    """Import records from CSV: same rules as POST /v1/records, all or nothing, in chunks of 10,000."""
+    import csv
+
+    from app.persistence.db import make_engine
+    from app.records import MAX_BATCH, RecordsRejected, ingest
+
+    settings = _settings(ctx)
+    _upgrade(settings)
+    with file.open(newline="") as handle:
+        rows = [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(handle)]
+    for row in rows:
+        if row.get("log_index") is not None and str(row["log_index"]).isdigit():
+            row["log_index"] = int(row["log_index"])
+    totals = {"created": 0, "updated": 0, "unchanged": 0}
+
+    async def run() -> None:
+        engine = make_engine(settings.database_url)
+        try:
+            with Progress(TextColumn("records"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
+                task = progress.add_task("import", total=len(rows))
+                for i in range(0, len(rows), MAX_BATCH):
+                    for key, value in (await ingest(settings, engine, rows[i:i + MAX_BATCH], actor=actor)).items():
+                        totals[key] += value
+                    progress.update(task, advance=len(rows[i:i + MAX_BATCH]))
+        except RecordsRejected as exc:
+            for e in exc.errors[:50]:
+                err.print(f"row {e.index + 2 + i}: {e.field}: {e.reason}", markup=False, highlight=False)
+            raise typer.Exit(1) from None
+        finally:
+            await engine.dispose()
+
+    _run(run())
+    console.print(f"created {totals['created']}, updated {totals['updated']}, unchanged {totals['unchanged']}")
+
+
+@cli.command("recon")
+def recon(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between passes")] = 30.0,
+) -> None:
+    """Reconcile transfers with records: matches, breaks, classifications."""
+    from app.persistence.db import make_engine
+    from app.reconciler import reconcile_once
+
+    settings = _settings(ctx)
+    _upgrade(settings)
+
+    async def run() -> None:
+        engine = make_engine(settings.database_url)
+        try:
+            while True:
+                s = await reconcile_once(settings, engine)
+                console.print(f"matched {s.matched}, unmatched by reorg {s.unmatched_by_reorg}, breaks opened "
+                              f"{len(s.opened)}, closed {s.closed}, classified {s.classified}")
+                if once:
+                    return
+                await asyncio.sleep(interval)
+        finally:
+            await engine.dispose()
+
+    _run(run())
+
+
+@audit_cli.command("verify")
+def audit_verify(ctx: typer.Context) -> None:
+    """Check the audit log's hash chain; name the first bad entry."""
+    from app.persistence import audit
+    from app.persistence.db import make_engine
+
+    settings = _settings(ctx)
+    _upgrade(settings)
+    result: list = []
+
+    async def run() -> None:
+        engine = make_engine(settings.database_url)
+        try:
+            async with engine.connect() as conn:
+                result.extend(await audit.verify(conn))
+        finally:
+            await engine.dispose()
+
+    _run(run())
+    checked, bad, why = result
+    if bad is not None:
+        err.print(f"audit log BROKEN at entry {bad}: {why} ({checked} entries read)", markup=False)
+        raise typer.Exit(1)
+    console.print(f"audit log intact: {checked} entries")
 
 
 def main() -> None:

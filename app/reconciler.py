@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.persistence import audit
 from app.persistence import recon_repo as repo
 from app.settings import Settings
+from app.settlement.amounts import parse_units
 from app.settlement.matching import reconcile
 from app.settlement.model import Break, BreakType, Policy, RecordFact, RecordKind, RecordStatus, TransferFact
 
@@ -36,8 +37,18 @@ def fingerprint(kind: str, transfer_ids: Iterable[int], record_keys: Iterable[tu
     return f"{kind}|{','.join(map(str, sorted(transfer_ids)))}|{refs}"
 
 
-def _policy(settings: Settings, excluded: frozenset[tuple[int, tuple]] = frozenset()) -> Policy:
-    return Policy(excluded=excluded)  # type: ignore[arg-type]
+def policy_for(settings: Settings, excluded: frozenset[tuple[int, tuple]] = frozenset()) -> Policy:
+    """The matching policy from `[recon]`; token-unit thresholds become base units per token address."""
+    cfg = settings.recon
+
+    def per_token(table: dict[str, str]) -> dict[str, int]:
+        return {t.address: parse_units(table[t.symbol], t.decimals) for t in settings.tokens if t.symbol in table}
+
+    return Policy(window=timedelta(hours=cfg.window_hours), tolerance=per_token(cfg.tolerance),
+                  dust=per_token(cfg.dust), auto_internal=cfg.auto_internal, max_combination=cfg.max_combination,
+                  unmatched_grace=timedelta(minutes=cfg.unmatched_grace_minutes),
+                  missing_grace=timedelta(hours=cfg.missing_grace_hours),
+                  excluded=excluded)  # type: ignore[arg-type]
 
 
 def _transfer_fact(t: dict, ours: set[tuple[int, str]]) -> TransferFact:
@@ -70,7 +81,7 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
                   if t["state"] != repo.ORPHANED and t["id"] not in matched_t and t["id"] not in classified]
         free_r = [_record_fact(r) for r in await repo.records(conn) if (r["source"], r["external_id"]) not in matched_r]
         excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
-        outcome = reconcile(free_t, free_r, _policy(settings, excluded), now)
+        outcome = reconcile(free_t, free_r, policy_for(settings, excluded), now)
         for m in outcome.matches:
             observed = {str(i): transfers[i]["block_hash"] for i in m.transfer_ids}
             match_id = await repo.add_match(conn, rule=m.rule, rule_version=m.rule_version,

@@ -99,6 +99,20 @@ class WalletConfig(_Strict):
     _check_address = field_validator("address")(lambda cls, v: _checksummed(v))
 
 
+class ReconConfig(_Strict):
+    """Matching policy. Amount thresholds are in token units (decimal strings) keyed by token symbol."""
+
+    interval: PositiveFloat = Field(30.0, description="seconds between reconciler passes in serve")
+    window_hours: PositiveFloat = Field(6.0, description="deposit-address rule: block time within this of created_at")
+    unmatched_grace_minutes: float = Field(60.0, ge=0)
+    missing_grace_hours: float = Field(24.0, ge=0)
+    auto_internal: bool = True
+    max_combination: int = Field(5, ge=2, le=8)
+    match_finalized_only: list[str] = Field(default_factory=list, description="chains matched only when finalized")
+    tolerance: dict[str, str] = Field(default_factory=dict, description="per token symbol, e.g. {USDC = \"0.01\"}")
+    dust: dict[str, str] = Field(default_factory=dict, description="per token symbol, e.g. {USDT = \"0.10\"}")
+
+
 class ApiConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -115,6 +129,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     balance_check_interval: PositiveFloat = Field(300.0, description="seconds between balance checks in serve")
     api: ApiConfig = ApiConfig()
+    recon: ReconConfig = ReconConfig()
     chains: list[ChainConfig] = []
     tokens: list[TokenConfig] = []
     wallets: list[WalletConfig] = []

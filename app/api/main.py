@@ -7,19 +7,23 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api import problems
+from app.api.records_routes import router as records_router
 from app.api.routes import router
 from app.balance_check import check_chain
 from app.errors import SettleError
 from app.indexer import index_chain
 from app.persistence.db import make_engine
+from app.reconciler import reconcile_once
 from app.settings import Settings
 from chains.errors import ChainError
+from chains.watcher import Progress
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +38,20 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, run_wat
         tasks: list[asyncio.Task[object]] = []
         scheduler = AsyncIOScheduler(timezone="UTC")
         if run_watchers:
-            tasks = [asyncio.create_task(_watch(settings, db, chain.name, stop), name=f"watch-{chain.name}")
-                     for chain in settings.chains]
             scheduler.add_job(_balance_checks, "interval", seconds=settings.balance_check_interval,
                               args=[settings, db], id="balance-check", max_instances=1, coalesce=True)
+            scheduler.add_job(_recon, "interval", seconds=settings.recon.interval, args=[settings, db], id="recon",
+                              max_instances=1, coalesce=True)
             scheduler.start()
+
+            def after_batch(_chain: str, _block: int, _head: int) -> None:
+                """Reconcile soon after each indexed batch (coalesced: at most one pass runs at a time)."""
+                job = scheduler.get_job("recon")
+                if job is not None:
+                    job.modify(next_run_time=datetime.now(UTC))
+
+            tasks = [asyncio.create_task(_watch(settings, db, c.name, stop, after_batch), name=f"watch-{c.name}")
+                     for c in settings.chains]
         try:
             yield
         finally:
@@ -59,19 +72,28 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, run_wat
     app.state.engine = db
     problems.install(app)
     app.include_router(router)
+    app.include_router(records_router)
     return app
 
 
-async def _watch(settings: Settings, engine: AsyncEngine, name: str, stop: asyncio.Event) -> None:
+async def _watch(settings: Settings, engine: AsyncEngine, name: str, stop: asyncio.Event,
+                 on_progress: Progress | None = None) -> None:
     """Keep one chain's watcher running; a lost lock or a crash is logged and retried, never fatal to the API."""
     chain = settings.chain(name)
     while not stop.is_set():
         try:
-            await index_chain(settings, engine, chain, once=False, stop=stop)
+            await index_chain(settings, engine, chain, once=False, stop=stop, on_progress=on_progress)
         except (SettleError, ChainError) as exc:
             log.error("watcher %s stopped: %s", name, exc)
         with suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=max(chain.poll_interval, 1.0))
+
+
+async def _recon(settings: Settings, engine: AsyncEngine) -> None:
+    try:
+        await reconcile_once(settings, engine)
+    except SettleError as exc:
+        log.warning("reconciler pass failed: %s", exc)
 
 
 async def _balance_checks(settings: Settings, engine: AsyncEngine) -> None:

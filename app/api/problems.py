@@ -22,7 +22,14 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(SettleError)
     async def _settle(_: Request, exc: SettleError) -> JSONResponse:
-        extra = {"errors": [{"field": exc.field, "reason": exc.reason}]} if isinstance(exc, BadRequest) else {}
+        from app.records import RecordsRejected
+
+        extra: dict[str, Any] = {}
+        if isinstance(exc, BadRequest):
+            extra = {"errors": [{"field": exc.field, "reason": exc.reason}]}
+        elif isinstance(exc, RecordsRejected):
+            extra = {"errors": [{"index": e.index, "field": f"items[{e.index}].{e.field}" if e.index >= 0 else e.field,
+                                 "reason": e.reason} for e in exc.errors]}
         return problem(exc.status_code, exc.title, str(exc), **extra)
 
     @app.exception_handler(RequestValidationError)

@@ -1,0 +1,61 @@
+"""/v1/records: ingest (all or nothing, up to 10,000 per request), list, and one record with its versions."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from app.errors import NotFound
+from app.persistence import records_repo
+from app.records import ingest
+from app.settlement.amounts import format_units
+from app.settlement.model import RecordStatus
+
+router = APIRouter(prefix="/v1")
+
+EXAMPLE = [{"source": "core", "external_id": "dep-2026-000123", "kind": "deposit", "chain": "ethereum",
+            "token": "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", "amount": "1250.50",
+            "wallet": "0x28C6c06298d514Db089934071355E5743bf21d60", "segregation": "customer", "status": "completed",
+            "reference": "cust-889", "created_at": "2026-11-27T09:15:00Z"}]
+
+
+@router.post("/records", status_code=201, responses={409: {"description": "an immutable field differs"},
+                                                      413: {"description": "more than 10,000 items"},
+                                                      422: {"description": "invalid items, nothing written"}})
+async def post_records(
+    request: Request,
+    items: Annotated[list[dict[str, Any]], Body(examples=[EXAMPLE])],
+    x_actor: Annotated[str, Header(description="who sends (audit trail)")] = "api",
+) -> JSONResponse:
+    """Ingest records. Validated all or nothing; errors name `items[i].field` and the reason."""
+    counts = await ingest(request.app.state.settings, request.app.state.engine, items, actor=x_actor)
+    return JSONResponse(counts, status_code=201 if counts["created"] or counts["updated"] else 200)
+
+
+def _out(settings: Any, r: dict) -> dict[str, Any]:
+    token = next((t for t in settings.tokens if t.address == r["token"]), None)
+    return {**{k: v for k, v in r.items() if k not in ("id", "amount")},
+            "amount": format_units(r["amount"], token.decimals) if token else None,
+            "amount_base_units": str(r["amount"])}
+
+
+@router.get("/records")
+async def list_records(request: Request, status: Annotated[RecordStatus | None, Query()] = None) -> list[dict]:
+    async with request.app.state.engine.connect() as conn:
+        rows = await records_repo.all_current(conn, status.value if status else None)
+    return [_out(request.app.state.settings, r) for r in rows]
+
+
+@router.get("/records/{source}/{external_id}")
+async def get_record(request: Request, source: str, external_id: str) -> dict:
+    async with request.app.state.engine.connect() as conn:
+        current = await records_repo.current_by_key(conn, [(source, external_id)])
+        versions = await records_repo.versions(conn, source, external_id)
+    if not current:
+        raise NotFound(f"record {source}/{external_id} not found")
+    return {**_out(request.app.state.settings, current[(source, external_id)]),
+            "versions": [{"version": v["version"], "actor": v["actor"], "ingested_at": v["ingested_at"],
+                          "body": json.loads(v["body"])} for v in versions]}

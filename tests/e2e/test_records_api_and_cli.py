@@ -1,0 +1,88 @@
+"""POST /v1/records and the recon / records import / audit verify commands, end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.api.main import create_app
+from tests.support.harness import Devnet, address_for, make_settings, wallet, write_toml
+
+REPO = Path(__file__).parents[2]
+DEP = address_for("api-rec-dep")
+ALICE = address_for("api-rec-alice")
+
+
+def _client(app: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")  # type: ignore[arg-type]
+
+
+def _item(chain: Devnet, ext: str, **extra: object) -> dict:
+    return {"source": "core", "external_id": ext, "kind": "deposit", "chain": "a",
+            "token": chain.tokens["usdc"].address, "amount": "2.5", "wallet": DEP, "segregation": "customer",
+            "status": "completed", "created_at": "2026-11-27T09:00:00Z", **extra}
+
+
+async def test_post_records_is_all_or_nothing_with_errors_naming_the_item_and_field(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, database_url, [chain_a.chain_config("a")], chain_a.token_configs("a"),
+                             [wallet(DEP, "dep")])
+    app = create_app(settings, engine=engine)
+    async with _client(app) as client:
+        bad = await client.post("/v1/records", json=[_item(chain_a, "r1"), _item(chain_a, "r2", amount="2.5000001")],
+                                headers={"X-Actor": "core-feed"})
+        good = await client.post("/v1/records", json=[_item(chain_a, "r1"), _item(chain_a, "r2")])
+        again = await client.post("/v1/records", json=[_item(chain_a, "r1")])
+        conflict = await client.post("/v1/records", json=[_item(chain_a, "r1", amount="3")])
+        one = await client.get("/v1/records/core/r1")
+        too_many = await client.post("/v1/records", json=[_item(chain_a, f"x{i}") for i in range(10_001)])
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    assert bad.json()["errors"] == [{"index": 1, "field": "items[1].amount",
+                                     "reason": "has 7 decimal places; the token has 6"}]
+    assert good.status_code == 201 and good.json() == {"created": 2, "updated": 0, "unchanged": 0}
+    assert again.status_code == 200 and again.json()["unchanged"] == 1
+    assert conflict.status_code == 409 and conflict.json()["errors"][0]["field"] == "items[0].amount"
+    assert one.json()["amount"] == "2.5" and one.json()["amount_base_units"] == "2500000"
+    assert [v["version"] for v in one.json()["versions"]] == [1]
+    assert too_many.status_code == 413
+
+
+async def test_import_recon_and_audit_verify_from_the_command_line(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    usdc = chain_a.tokens["usdc"]
+    usdc.mint(ALICE, 10**9)
+    usdc.transfer(ALICE, DEP, 2_500_000)
+    chain_a.anvil.mine(3)
+    config = write_toml(tmp_path / "settle.toml", database_url=database_url, data_dir=tmp_path / "data",
+                        chains=[chain_a.chain_config("a")], tokens=chain_a.token_configs("a"),
+                        wallets=[wallet(DEP, "d")])
+    mined_at = datetime.fromtimestamp(int(chain_a.anvil.get_block("latest")["timestamp"], 16), UTC).isoformat()
+    csv = tmp_path / "records.csv"
+    csv.write_text("source,external_id,kind,chain,token,amount,wallet,segregation,status,created_at\n"
+                   f"core,d-1,deposit,a,{usdc.address},2.5,{DEP},customer,completed,{mined_at}\n")
+
+    def settle(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "app", "--config", str(config), *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+
+    assert settle("index", "--once").returncode == 0
+    imported = settle("records", "import", str(csv), "--actor", "ops-import")
+    assert imported.returncode == 0, imported.stderr
+    assert "created 1" in imported.stdout
+    recon = settle("recon", "--once")
+    assert recon.returncode == 0 and "matched 1" in recon.stdout, recon.stdout + recon.stderr
+    ok = settle("audit", "verify")
+    assert ok.returncode == 0 and "intact" in ok.stdout
+    async with engine.begin() as conn:
+        await conn.execute(text("update audit_log set after = replace(after, '2500000', '2600000') "
+                                "where action = 'record.ingested'"))
+    broken = settle("audit", "verify")
+    assert broken.returncode == 1 and "BROKEN at entry" in broken.stderr
