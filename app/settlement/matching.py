@@ -154,9 +154,8 @@ def _by_tx_hash(st: _State) -> None:
         logs = by_tx.get((r.chain_id, r.tx_hash.lower()), [])
         return [t for t in logs if r.log_index is None or t.log_index == r.log_index]
 
-    def agreeing(r: RecordFact, free: list[TransferFact]) -> list[TransferFact]:
-        ids = {t.id for t in free}
-        return [t for t in candidates(r) if t.id in ids and _agrees(t, r, st)]
+    def agreeing(r: RecordFact) -> list[TransferFact]:
+        return [t for t in candidates(r) if _agrees(t, r, st)]
 
     claimed = _pairs(st, Rule.TX_HASH, agreeing, lambda r: r.tx_hash is not None)
     for r in st.free_r():
@@ -174,12 +173,23 @@ def _agrees(t: TransferFact, r: RecordFact, st: _State) -> bool:
 
 
 # ---- unique pairing (rules 1 and 2) ------------------------------------------------------------------------------
-Candidates = Callable[[RecordFact, list[TransferFact]], list[TransferFact]]
+Candidates = Callable[[RecordFact], list[TransferFact]]
+
+
+def _index(items: Iterable[TransferFact], side: str) -> dict[tuple[int, str, str], list[TransferFact]]:
+    """Transfers by (chain, token, our wallet on `side`): every rule looks candidates up here, never scans."""
+    out: dict[tuple[int, str, str], list[TransferFact]] = defaultdict(list)
+    for t in items:
+        out[(t.chain_id, t.token, t.recipient if side == "in" else t.sender)].append(t)
+    return out
 
 
 def _deposit_candidates(st: _State) -> Candidates:
-    def candidates(r: RecordFact, ts: list[TransferFact]) -> list[TransferFact]:
-        return [t for t in ts if _agrees(t, r, st) and _in_window(t, r, st.policy)]
+    incoming = _index(st.free_t(), "in")
+
+    def candidates(r: RecordFact) -> list[TransferFact]:
+        return [t for t in incoming.get((r.chain_id, r.token, r.wallet), ())
+                if _agrees(t, r, st) and _in_window(t, r, st.policy)]
     return candidates
 
 
@@ -188,7 +198,8 @@ def _pairs(st: _State, rule: Rule, cands: Candidates, only: Callable[[RecordFact
     result is order-free). Components left with several candidates become one `ambiguous` break, or
     `duplicate_claim` when several records claim one transfer. Returns the records that had candidates."""
     records = [r for r in st.free_r() if only(r)]
-    edges = {r.key: {t.id for t in cands(r, st.free_t())} for r in records}
+    free = {t.id for t in st.free_t()}
+    edges = {r.key: {t.id for t in cands(r) if t.id in free} for r in records}
     had = {k for k, v in edges.items() if v}
     by_t: dict[int, set[tuple[str, str]]] = defaultdict(set)
     for k, ids in edges.items():
@@ -247,10 +258,12 @@ def _exact_subsets(amount: int, items: list, value: Callable[[object], int], max
 
 def _split(st: _State) -> None:
     """One deposit record settled by several transfers into its address (same token, window), summing exactly."""
+    incoming = _index(st.free_t(), "in")
     for r in st.free_r():
         if r.kind is not RecordKind.DEPOSIT or r.tx_hash is not None:
             continue
-        pool = [t for t in st.free_t() if _details_ok(t, r) and _in_window(t, r, st.policy)
+        pool = [t for t in incoming.get((r.chain_id, r.token, r.wallet), ()) if t.id not in st.matched_t
+                and t.id not in st.broken_t and _details_ok(t, r) and _in_window(t, r, st.policy)
                 and (t.id, r.key) not in st.policy.excluded]
         subsets = _exact_subsets(r.amount, pool, lambda t: t.amount, st.policy.max_combination)
         if len(subsets) == 1:
@@ -262,8 +275,14 @@ def _split(st: _State) -> None:
 
 def _batch(st: _State) -> None:
     """Several records settled by one transfer (e.g. withdrawals paid out together), summing exactly."""
+    by_wallet: dict[tuple[int, str, str], list[RecordFact]] = defaultdict(list)
+    for r in st.free_r():
+        by_wallet[(r.chain_id, r.token, r.wallet)].append(r)
     for t in st.free_t():
-        pool = [r for r in st.free_r() if _details_ok(t, r) and (r.tx_hash is None or r.tx_hash.lower()
+        near = {r.key: r for side in (t.sender, t.recipient) for r in by_wallet.get((t.chain_id, t.token, side), ())}
+        near = [near[k] for k in sorted(near)]
+        pool = [r for r in near if r.key not in st.matched_r and r.key not in st.broken_r
+                and _details_ok(t, r) and (r.tx_hash is None or r.tx_hash.lower()
                 == t.tx_hash.lower()) and (r.tx_hash is not None or _in_window(t, r, st.policy))
                 and (t.id, r.key) not in st.policy.excluded]
         subsets = _exact_subsets(t.amount, pool, lambda r: r.amount, st.policy.max_combination)
@@ -289,21 +308,20 @@ def _internal(st: _State) -> list[Classification]:
 
 
 # ---- rule 5: noise -------------------------------------------------------------------------------------------------
-def _looks_like(a: str, b: str) -> bool:
-    a, b = a.lower(), b.lower()
-    return a != b and a[2:6] == b[2:6] and a[-4:] == b[-4:]
-
-
 def _noise(st: _State, now: datetime) -> list[Flag]:
     known = set(st.policy.known_counterparties) | {r.counterparty for r in st.records if r.counterparty}
     known |= {r.wallet for r in st.records}
+    shapes: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for k in known:
+        shapes[(k[2:6].lower(), k[-4:].lower())].add(k.lower())
     flags = []
     for t in st.free_t():
         if t.amount == 0:
             flags.append(Flag(t.id, "zero_value"))
         elif t.amount < st.policy.dust.get(t.token, 0) and t.sender not in known:
             flags.append(Flag(t.id, "dust"))
-        if any(_looks_like(t.sender if t.recipient_is_ours else t.recipient, k) for k in known):
+        other = (t.sender if t.recipient_is_ours else t.recipient).lower()
+        if shapes.get((other[2:6], other[-4:]), set()) - {other}:
             flags.append(Flag(t.id, "poisoning_suspect"))
     return flags
 
