@@ -8,7 +8,7 @@ an operator resolved is not reopened by the machine. One transaction per pass.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -64,83 +64,75 @@ def _record_fact(r: dict) -> RecordFact:
 
 
 async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: datetime | None = None) -> PassSummary:
-    """One pass over everything not yet explained. Safe to run concurrently with the watchers and twice in a row."""
+    """One pass over what is not yet explained (free transfers and records, open breaks, reorged matches): an
+    incremental pass costs what changed, not the size of the history. Safe to run twice in a row."""
     now = now or datetime.now(UTC)
     ours = {(c.chain_id, w.address) for c in settings.chains for w in settings.wallets_on(c)}
     summary = PassSummary()
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(6106700001)")  # one reconciler at a time
-        transfers = {t["id"]: t for t in await repo.transfers(conn)}
-        await _unmatch_reorged(conn, transfers, now, summary)
-        matches = await repo.active_matches(conn)
-        matched_t = {i for m in matches for i in m["transfer_ids"]}
-        matched_r = {k for m in matches for k in m["record_keys"]}
-        classified = await repo.classified_transfer_ids(conn)
-        free_t = [_transfer_fact(t, ours) for t in transfers.values()
-                  if t["state"] != repo.ORPHANED and t["id"] not in matched_t and t["id"] not in classified]
-        free_r = [_record_fact(r) for r in await repo.records(conn) if (r["source"], r["external_id"]) not in matched_r]
+        await _unmatch_reorged(conn, now, summary)
+        free = {t["id"]: t for t in await repo.free_transfers(conn)}
+        free_t = [_transfer_fact(t, ours) for t in free.values()]
+        free_r = [_record_fact(r) for r in await repo.free_records(conn)]
         excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
-        outcome = reconcile(free_t, free_r, policy_for(settings, excluded), now)
+        known = await repo.known_counterparties(conn) | {address for _, address in ours}
+        policy = replace(policy_for(settings, excluded), known_counterparties=frozenset(known))
+        outcome = reconcile(free_t, free_r, policy, now)
         for m in outcome.matches:
-            observed = {str(i): transfers[i]["block_hash"] for i in m.transfer_ids}
+            observed = {i: free[i]["block_hash"] for i in m.transfer_ids}
             match_id = await repo.add_match(conn, rule=m.rule, rule_version=m.rule_version,
                                             transfer_ids=m.transfer_ids, record_keys=m.record_keys,
-                                            candidates=m.candidates, facts=dict(m.facts) | {"observed": observed},
-                                            actor=SYSTEM, at=now)
+                                            candidates=m.candidates, facts=dict(m.facts), actor=SYSTEM, at=now,
+                                            observed=observed)
             await audit.append(conn, actor=SYSTEM, action="match.created", entity=f"match:{match_id}", at=now,
                                after={"rule": m.rule, "transfers": m.transfer_ids, "records": m.record_keys})
-            matched_t |= set(m.transfer_ids)
-            matched_r |= set(m.record_keys)
             summary.matched += 1
         for c in outcome.classifications:
             await repo.classify(conn, c.transfer_id, c.reason, actor=SYSTEM, at=now)
             summary.classified += 1
         for f in outcome.flags:
             await repo.classify(conn, f.transfer_id, f.kind, actor=SYSTEM, at=now)
-        await _sync_breaks(conn, outcome.breaks, matched_t, matched_r, now, summary)
+        await _sync_breaks(conn, outcome.breaks, now, summary)
     return summary
 
 
-async def _unmatch_reorged(conn: AsyncConnection, transfers: dict[int, dict], now: datetime,
-                           summary: PassSummary) -> None:
+async def _unmatch_reorged(conn: AsyncConnection, now: datetime, summary: PassSummary) -> None:
     """A matched transfer that was reorged away (orphaned, or re-mined in another block since the match: the
     block hash it was matched in is gone) loses its match; a `reorged_after_match` break says so. If it was
     re-mined, the same pass matches it again and closes that break: both steps stay in the history."""
-    for m in await repo.active_matches(conn):
-        observed = m["facts"].get("observed", {}) if isinstance(m["facts"], dict) else {}
-        if not any(transfers.get(i, {}).get("state") == repo.ORPHANED
-                   or (str(i) in observed and transfers.get(i, {}).get("block_hash") != observed[str(i)])
-                   for i in m["transfer_ids"]):
-            continue
-        await repo.remove_match(conn, m["id"], actor=SYSTEM, reason="reorg", at=now)
-        await audit.append(conn, actor=SYSTEM, action="match.removed", entity=f"match:{m['id']}", at=now,
+    for match_id in await repo.reorged_match_ids(conn):
+        m = await repo.match(conn, match_id)
+        assert m is not None
+        await repo.remove_match(conn, match_id, actor=SYSTEM, reason="reorg", at=now)
+        await audit.append(conn, actor=SYSTEM, action="match.removed", entity=f"match:{match_id}", at=now,
                            before={"transfers": m["transfer_ids"], "records": m["record_keys"]},
                            after={"reason": "reorg"})
         kind = BreakType.REORGED_AFTER_MATCH.value
         break_id = await repo.open_break(conn, type=kind, fingerprint=fingerprint(kind, m["transfer_ids"],
                                          m["record_keys"]), transfer_ids=m["transfer_ids"],
-                                         record_keys=m["record_keys"], facts={"match_id": m["id"]}, actor=SYSTEM,
+                                         record_keys=m["record_keys"], facts={"match_id": match_id}, actor=SYSTEM,
                                          at=now)
         await audit.append(conn, actor=SYSTEM, action="break.opened", entity=f"break:{break_id}", at=now,
-                           after={"type": kind, "match_id": m["id"]})
+                           after={"type": kind, "match_id": match_id})
         summary.unmatched_by_reorg += 1
         summary.opened.append(kind)
 
 
-async def _sync_breaks(conn: AsyncConnection, desired: Iterable[Break], matched_t: set[int],
-                       matched_r: set[tuple[str, str]], now: datetime, summary: PassSummary) -> None:
+async def _sync_breaks(conn: AsyncConnection, desired: Iterable[Break], now: datetime,
+                       summary: PassSummary) -> None:
+    """Open the breaks the matcher wants that are not open yet (never reopening a person's resolution), and close
+    the open ones it no longer wants: their items were explained since."""
     wanted = {fingerprint(b.type.value, b.transfer_ids, b.record_keys): b for b in desired}
-    existing = await repo.all_breaks(conn)
-    by_print = {b["fingerprint"]: b for b in existing}
-    for row in existing:
+    for row in await repo.open_breaks(conn):
         if row["status"] != "open":
-            continue
+            continue  # awaiting approval: a person's decision is pending
         if row["type"] == BreakType.REORGED_AFTER_MATCH.value:
-            keys = {tuple(k) for k in repo.json.loads(row["record_keys"])}
-            explained = bool(keys) and keys <= matched_r
+            keys = [tuple(k) for k in repo.json.loads(row["record_keys"])]
+            explained = bool(keys) and set(keys) <= await repo.matched_record_keys(conn, keys)
         else:
-            explained = row["fingerprint"] not in wanted and row["status"] == "open"
+            explained = row["fingerprint"] not in wanted
         if explained:
             await repo.set_break_status(conn, row["id"], "resolved", at=now,
                                         resolution={"by": SYSTEM, "reason": "explained by a later pass"})
@@ -148,8 +140,9 @@ async def _sync_breaks(conn: AsyncConnection, desired: Iterable[Break], matched_
             await audit.append(conn, actor=SYSTEM, action="break.resolved", entity=f"break:{row['id']}", at=now,
                                after={"reason": "explained"})
             summary.closed += 1
+    latest = await repo.breaks_by_fingerprint(conn, sorted(wanted))
     for fp, b in sorted(wanted.items()):
-        last = by_print.get(fp)
+        last = latest.get(fp)
         if last is not None and (last["status"] != "resolved" or _resolved_by(last) != SYSTEM):
             continue  # already open, or resolved by a person: the machine does not reopen it
         break_id = await repo.open_break(conn, type=b.type.value, fingerprint=fp, transfer_ids=b.transfer_ids,

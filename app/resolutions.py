@@ -10,7 +10,7 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import BadRequest, NotFound, SettleError
-from app.persistence import audit
+from app.persistence import audit, records_repo
 from app.persistence import recon_repo as repo
 from app.settings import Settings
 
@@ -105,11 +105,10 @@ async def manual_match(settings: Settings, engine: AsyncEngine, *, transfer_ids:
         raise BadRequest("transfer_ids" if not transfer_ids else "record_keys", "at least one is required")
     now = datetime.now(UTC)
     async with engine.begin() as conn:
-        transfers = {t["id"]: t for t in await repo.transfers(conn)}
-        records = {(r["source"], r["external_id"]): r for r in await repo.records(conn)}
-        active = await repo.active_matches(conn)
-        used_t = {i for m in active for i in m["transfer_ids"]}
-        used_r = {k for m in active for k in m["record_keys"]}
+        transfers = await repo.transfers_by_id(conn, list(transfer_ids))
+        records = await records_repo.current_by_key(conn, [tuple(k) for k in record_keys])  # type: ignore[misc]
+        used_t = await repo.matched_transfer_ids(conn, list(transfer_ids))
+        used_r = await repo.matched_record_keys(conn, record_keys)
         ts = [_known(transfers, i, "transfer_ids") for i in transfer_ids]
         rs = [_known(records, tuple(k), "record_keys") for k in record_keys]
         if used_t & set(transfer_ids) or used_r & {tuple(k) for k in record_keys}:
@@ -123,10 +122,9 @@ async def manual_match(settings: Settings, engine: AsyncEngine, *, transfer_ids:
             raise BadRequest("record_keys", "a record's wallet is on neither side of the transfers")
         if sum(t["amount"] for t in ts) != sum(r["amount"] for r in rs):
             raise BadRequest("record_keys", "amounts differ: transfers and records must sum exactly")
-        observed = {str(t["id"]): t["block_hash"] for t in ts}
         match_id = await repo.add_match(conn, rule="manual", rule_version="1", transfer_ids=transfer_ids,
-                                        record_keys=record_keys, candidates=[], facts={"observed": observed},
-                                        actor=actor, at=now)
+                                        record_keys=record_keys, candidates=[], facts={}, actor=actor, at=now,
+                                        observed={t["id"]: t["block_hash"] for t in ts})
         await audit.append(conn, actor=actor, action="match.created", entity=f"match:{match_id}", at=now,
                            after={"rule": "manual", "transfers": sorted(transfer_ids), "records": sorted(record_keys)})
         if break_id is not None:
@@ -141,8 +139,8 @@ async def unmatch(engine: AsyncEngine, match_id: int, *, reason: str, actor: str
         raise BadRequest("reason", "a reason is required")
     now = datetime.now(UTC)
     async with engine.begin() as conn:
-        match = next((m for m in await repo.active_matches(conn) if m["id"] == match_id), None)
-        if match is None:
+        match = await repo.match(conn, match_id)
+        if match is None or match["removed_at"] is not None:
             raise NotFound(f"active match {match_id} not found")
         await repo.remove_match(conn, match_id, actor=actor, reason=reason, at=now)
         await audit.append(conn, actor=actor, action="match.removed", entity=f"match:{match_id}", at=now,

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.persistence.tables import BreakEvent, BreakRow, MatchLink, MatchRow, Record, Transfer, TransferClassification
@@ -30,15 +30,69 @@ def record_ref(key: Sequence[str]) -> str:
     return f"{key[0]}/{key[1]}"
 
 
-async def transfers(conn: AsyncConnection) -> list[dict]:
-    """Every transfer, orphaned ones included (the reconciler needs to see matches that lost their transfer)."""
-    cols = [T.c.id, T.c.chain_id, T.c.token, T.c.sender, T.c.recipient, T.c.amount, T.c.tx_hash, T.c.log_index,
-            T.c.block_time, T.c.state, T.c.block_hash]
-    return [dict(r) for r in (await conn.execute(select(*cols))).mappings()]
+_T_COLS = [T.c.id, T.c.chain_id, T.c.token, T.c.sender, T.c.recipient, T.c.amount, T.c.tx_hash, T.c.log_index,
+           T.c.block_time, T.c.state, T.c.block_hash]
+
+
+async def transfers_by_id(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, dict]:
+    out: dict[int, dict] = {}
+    for i in range(0, len(ids), 1000):
+        rows = await conn.execute(select(*_T_COLS).where(T.c.id.in_(ids[i:i + 1000])))
+        out.update({r["id"]: dict(r) for r in rows.mappings()})
+    return out
+
+
+async def free_transfers(conn: AsyncConnection) -> list[dict]:
+    """Live transfers that no active match and no classification explains: the reconciler's incremental input."""
+    linked = select(ML.c.id).where(ML.c.transfer_id == T.c.id, ML.c.active.is_(True)).exists()
+    classified = select(TC.c.transfer_id).where(TC.c.transfer_id == T.c.id).exists()
+    rows = await conn.execute(select(*_T_COLS).where(T.c.state != ORPHANED, ~linked, ~classified))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def free_records(conn: AsyncConnection) -> list[dict]:
+    """Current records (not cancelled) that no active match explains."""
+    linked = select(ML.c.id).where(ML.c.record_source == RC.c.source, ML.c.record_external_id == RC.c.external_id,
+                                   ML.c.active.is_(True)).exists()
+    rows = await conn.execute(select(RC).where(RC.c.status != "cancelled", ~linked))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def known_counterparties(conn: AsyncConnection) -> set[str]:
+    rows = await conn.execute(select(RC.c.counterparty).where(RC.c.counterparty.is_not(None)).distinct())
+    return set(rows.scalars())
+
+
+async def reorged_match_ids(conn: AsyncConnection) -> list[int]:
+    """Active matches whose transfer was orphaned, or now sits in another block than the one it was matched in."""
+    rows = await conn.execute(select(ML.c.match_id).join(T, T.c.id == ML.c.transfer_id).where(
+        ML.c.active.is_(True), (T.c.state == ORPHANED) | (T.c.block_hash != ML.c.block_hash)).distinct())
+    return sorted(rows.scalars())
+
+
+async def matched_record_keys(conn: AsyncConnection, keys: Sequence[Sequence[str]]) -> set[tuple[str, str]]:
+    if not keys:
+        return set()
+    rows = await conn.execute(select(ML.c.record_source, ML.c.record_external_id).where(
+        ML.c.active.is_(True), tuple_(ML.c.record_source, ML.c.record_external_id).in_([tuple(k) for k in keys])))
+    return {(a, b) for a, b in rows}
+
+
+async def matched_transfer_ids(conn: AsyncConnection, ids: Sequence[int]) -> set[int]:
+    rows = await conn.execute(select(ML.c.transfer_id).where(ML.c.active.is_(True), ML.c.transfer_id.in_(list(ids))))
+    return set(rows.scalars())
 
 
 async def records(conn: AsyncConnection) -> list[dict]:
     return [dict(r) for r in (await conn.execute(select(RC))).mappings()]
+
+
+async def match(conn: AsyncConnection, match_id: int) -> dict | None:
+    row = (await conn.execute(select(M).where(M.c.id == match_id))).mappings().first()
+    if row is None:
+        return None
+    return {**dict(row), "transfer_ids": json.loads(row["transfer_ids"]), "facts": json.loads(row["facts"]),
+            "record_keys": [tuple(k) for k in json.loads(row["record_keys"])]}
 
 
 async def active_matches(conn: AsyncConnection) -> list[dict]:
@@ -56,14 +110,17 @@ async def pairs_unmatched_by_people(conn: AsyncConnection, system_actor: str) ->
 
 async def add_match(conn: AsyncConnection, *, rule: str, rule_version: str, transfer_ids: Iterable[int],
                     record_keys: Iterable[Sequence[str]], candidates: Any, facts: Any, actor: str,
-                    at: datetime) -> int:
+                    at: datetime, observed: dict[int, str]) -> int:
+    """`observed`: the block hash each transfer was matched in (a later change means it was reorged)."""
     t_ids, r_keys = sorted(transfer_ids), sorted(tuple(k) for k in record_keys)
     match_id = (await conn.execute(M.insert().values(
         rule=rule, rule_version=rule_version, transfer_ids=dumps(t_ids), record_keys=dumps(r_keys),
         candidates=dumps(candidates), facts=dumps(facts), created_at=at, created_by=actor).returning(M.c.id))
     ).scalar_one()
-    links = [{"match_id": match_id, "kind": "transfer", "ref": str(i), "active": True} for i in t_ids]
-    links += [{"match_id": match_id, "kind": "record", "ref": record_ref(k), "active": True} for k in r_keys]
+    links = [{"match_id": match_id, "transfer_id": i, "block_hash": observed[i], "record_source": None,
+              "record_external_id": None, "active": True} for i in t_ids]
+    links += [{"match_id": match_id, "transfer_id": None, "block_hash": None, "record_source": k[0],
+               "record_external_id": k[1], "active": True} for k in r_keys]
     await conn.execute(ML.insert(), links)
     return int(match_id)
 
@@ -83,6 +140,15 @@ async def classify(conn: AsyncConnection, transfer_id: int, reason: str, *, acto
     exists = await conn.scalar(select(TC.c.transfer_id).where(TC.c.transfer_id == transfer_id, TC.c.reason == reason))
     if exists is None:
         await conn.execute(TC.insert().values(transfer_id=transfer_id, reason=reason, actor=actor, note=note, at=at))
+
+
+async def breaks_by_fingerprint(conn: AsyncConnection, prints: Sequence[str]) -> dict[str, dict]:
+    """The latest break per fingerprint."""
+    out: dict[str, dict] = {}
+    for i in range(0, len(prints), 1000):
+        rows = await conn.execute(select(BR).where(BR.c.fingerprint.in_(prints[i:i + 1000])).order_by(BR.c.id))
+        out.update({r["fingerprint"]: dict(r) for r in rows.mappings()})
+    return out
 
 
 async def open_breaks(conn: AsyncConnection) -> list[dict]:

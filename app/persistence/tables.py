@@ -226,13 +226,17 @@ class MatchRow(SQLModel, table=True):
 
 
 class MatchLink(SQLModel, table=True):
-    """One side of a match, for lookups: `ref` is a transfer id or `source/external_id`."""
+    """One side of a match, for joins: a transfer (with the block hash it was matched in) or a record."""
 
     __tablename__ = "match_links"
-    __table_args__ = (Index("ix_match_links_ref", "kind", "ref"),)
-    match_id: int = Field(sa_column=Column(BigInt(), primary_key=True, autoincrement=False))
-    kind: str = Field(primary_key=True)  # transfer | record
-    ref: str = Field(primary_key=True)
+    __table_args__ = (Index("ix_match_links_transfer", "transfer_id", "active"),
+                      Index("ix_match_links_record", "record_source", "record_external_id", "active"))
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    match_id: int = Field(sa_column=Column(BigInt(), nullable=False, index=True))
+    transfer_id: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
+    block_hash: str | None = None
+    record_source: str | None = None
+    record_external_id: str | None = None
     active: bool = True
 
 

@@ -1,8 +1,8 @@
 """matches, breaks, classifications
 
-Revision ID: 88da4e4548b1
+Revision ID: 83372f2dca04
 Revises: 86874b256849
-Create Date: 2026-11-27 00:23:34.743274
+Create Date: 2026-11-27 00:33:11.000624
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 
 import app.persistence.types
 
-revision = '88da4e4548b1'
+revision = '83372f2dca04'
 down_revision = '86874b256849'
 branch_labels = None
 depends_on = None
@@ -51,14 +51,19 @@ def upgrade() -> None:
         batch_op.create_index('ix_breaks_status', ['status', 'type'], unique=False)
 
     op.create_table('match_links',
-    sa.Column('match_id', app.persistence.types.BigInt(), autoincrement=False, nullable=False),
-    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('ref', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('id', app.persistence.types.BigInt(), autoincrement=True, nullable=False),
+    sa.Column('match_id', app.persistence.types.BigInt(), nullable=False),
+    sa.Column('transfer_id', app.persistence.types.BigInt(), nullable=True),
+    sa.Column('block_hash', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('record_source', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('record_external_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('active', sa.Boolean(), nullable=False),
-    sa.PrimaryKeyConstraint('match_id', 'kind', 'ref')
+    sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('match_links', schema=None) as batch_op:
-        batch_op.create_index('ix_match_links_ref', ['kind', 'ref'], unique=False)
+        batch_op.create_index(batch_op.f('ix_match_links_match_id'), ['match_id'], unique=False)
+        batch_op.create_index('ix_match_links_record', ['record_source', 'record_external_id', 'active'], unique=False)
+        batch_op.create_index('ix_match_links_transfer', ['transfer_id', 'active'], unique=False)
 
     op.create_table('matches',
     sa.Column('id', app.persistence.types.BigInt(), autoincrement=True, nullable=False),
@@ -91,7 +96,9 @@ def downgrade() -> None:
     op.drop_table('transfer_classifications')
     op.drop_table('matches')
     with op.batch_alter_table('match_links', schema=None) as batch_op:
-        batch_op.drop_index('ix_match_links_ref')
+        batch_op.drop_index('ix_match_links_transfer')
+        batch_op.drop_index('ix_match_links_record')
+        batch_op.drop_index(batch_op.f('ix_match_links_match_id'))
 
     op.drop_table('match_links')
     with op.batch_alter_table('breaks', schema=None) as batch_op:
