@@ -80,20 +80,18 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
         known = await repo.known_counterparties(conn) | {address for _, address in ours}
         policy = replace(policy_for(settings, excluded), known_counterparties=frozenset(known))
         outcome = reconcile(free_t, free_r, policy, now)
-        for m in outcome.matches:
-            observed = {i: free[i]["block_hash"] for i in m.transfer_ids}
-            match_id = await repo.add_match(conn, rule=m.rule, rule_version=m.rule_version,
-                                            transfer_ids=m.transfer_ids, record_keys=m.record_keys,
-                                            candidates=m.candidates, facts=dict(m.facts), actor=SYSTEM, at=now,
-                                            observed=observed)
-            await audit.append(conn, actor=SYSTEM, action="match.created", entity=f"match:{match_id}", at=now,
-                               after={"rule": m.rule, "transfers": m.transfer_ids, "records": m.record_keys})
-            summary.matched += 1
-        for c in outcome.classifications:
-            await repo.classify(conn, c.transfer_id, c.reason, actor=SYSTEM, at=now)
-            summary.classified += 1
-        for f in outcome.flags:
-            await repo.classify(conn, f.transfer_id, f.kind, actor=SYSTEM, at=now)
+        new = [{"rule": m.rule, "rule_version": m.rule_version, "transfer_ids": m.transfer_ids,
+                "record_keys": m.record_keys, "candidates": m.candidates, "facts": dict(m.facts),
+                "observed": {i: free[i]["block_hash"] for i in m.transfer_ids}} for m in outcome.matches]
+        ids = await repo.add_matches(conn, new, actor=SYSTEM, at=now)
+        await audit.append_many(conn, [{"actor": SYSTEM, "action": "match.created", "entity": f"match:{i}",
+                                        "after": {"rule": m["rule"], "transfers": m["transfer_ids"],
+                                                  "records": m["record_keys"]}} for i, m in zip(ids, new, strict=True)],
+                                at=now)
+        summary.matched += len(ids)
+        await repo.classify_many(conn, [(c.transfer_id, c.reason) for c in outcome.classifications]
+                                 + [(f.transfer_id, f.kind) for f in outcome.flags], actor=SYSTEM, at=now)
+        summary.classified += len(outcome.classifications)
         await _sync_breaks(conn, outcome.breaks, now, summary)
     return summary
 
@@ -141,15 +139,19 @@ async def _sync_breaks(conn: AsyncConnection, desired: Iterable[Break], now: dat
                                after={"reason": "explained"})
             summary.closed += 1
     latest = await repo.breaks_by_fingerprint(conn, sorted(wanted))
+    to_open = []
     for fp, b in sorted(wanted.items()):
         last = latest.get(fp)
         if last is not None and (last["status"] != "resolved" or _resolved_by(last) != SYSTEM):
             continue  # already open, or resolved by a person: the machine does not reopen it
-        break_id = await repo.open_break(conn, type=b.type.value, fingerprint=fp, transfer_ids=b.transfer_ids,
-                                         record_keys=b.record_keys, facts=dict(b.facts), actor=SYSTEM, at=now)
-        await audit.append(conn, actor=SYSTEM, action="break.opened", entity=f"break:{break_id}", at=now,
-                           after={"type": b.type.value, "transfers": b.transfer_ids, "records": b.record_keys})
-        summary.opened.append(b.type.value)
+        to_open.append({"type": b.type.value, "fingerprint": fp, "transfer_ids": b.transfer_ids,
+                        "record_keys": b.record_keys, "facts": dict(b.facts)})
+    ids = await repo.open_breaks_many(conn, to_open, actor=SYSTEM, at=now)
+    await audit.append_many(conn, [{"actor": SYSTEM, "action": "break.opened", "entity": f"break:{i}",
+                                    "after": {"type": b["type"], "transfers": b["transfer_ids"],
+                                              "records": b["record_keys"]}} for i, b in zip(ids, to_open, strict=True)],
+                            at=now)
+    summary.opened += [b["type"] for b in to_open]
 
 
 def _resolved_by(row: dict) -> str | None:

@@ -53,6 +53,25 @@ async def append(conn: AsyncConnection, *, actor: str, action: str, entity: str,
     return digest
 
 
+async def append_many(conn: AsyncConnection, entries: list[dict[str, Any]], *, at: datetime | None = None) -> None:
+    """Append several entries (each: actor, action, entity, before, after) in one statement, chained in order."""
+    if not entries:
+        return
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
+    prev = await conn.scalar(select(A.c.hash).order_by(A.c.id.desc()).limit(1)) or GENESIS
+    when = at or datetime.now(UTC)
+    rows = []
+    for e in entries:
+        b, a = canonical(e.get("before")), canonical(e.get("after"))
+        digest = entry_hash(prev, when, e["actor"], e["action"], e["entity"], b, a)
+        rows.append({"at": when, "actor": e["actor"], "action": e["action"], "entity": e["entity"], "before": b,
+                     "after": a, "prev_hash": prev, "hash": digest})
+        prev = digest
+    for i in range(0, len(rows), 5000):
+        await conn.execute(A.insert(), rows[i:i + 5000])
+
+
 async def verify(conn: AsyncConnection) -> tuple[int, int | None, str | None]:
     """Walk the chain. Returns (entries checked, id of the first bad entry or None, why). A deleted entry shows
     as the next one's previous hash not matching; ids may have gaps (PostgreSQL sequences skip on rollback)."""

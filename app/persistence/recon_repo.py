@@ -125,6 +125,44 @@ async def add_match(conn: AsyncConnection, *, rule: str, rule_version: str, tran
     return int(match_id)
 
 
+async def add_matches(conn: AsyncConnection, matches: list[dict[str, Any]], *, actor: str, at: datetime) -> list[int]:
+    """Bulk `add_match`: each dict has rule, rule_version, transfer_ids, record_keys, candidates, facts, observed.
+    Returns the new ids in input order."""
+    ids: list[int] = []
+    for i in range(0, len(matches), 5000):
+        chunk = matches[i:i + 5000]
+        rows = [{"rule": m["rule"], "rule_version": m["rule_version"], "transfer_ids": dumps(sorted(m["transfer_ids"])),
+                 "record_keys": dumps(sorted(tuple(k) for k in m["record_keys"])), "candidates": dumps(m["candidates"]),
+                 "facts": dumps(m["facts"]), "created_at": at, "created_by": actor} for m in chunk]
+        result = await conn.execute(M.insert().returning(M.c.id, sort_by_parameter_order=True), rows)
+        new = [int(r[0]) for r in result]
+        ids += new
+        links = [{"match_id": mid, "transfer_id": t, "block_hash": m["observed"][t], "record_source": None,
+                  "record_external_id": None, "active": True} for mid, m in zip(new, chunk, strict=True)
+                 for t in sorted(m["transfer_ids"])]
+        links += [{"match_id": mid, "transfer_id": None, "block_hash": None, "record_source": k[0],
+                   "record_external_id": k[1], "active": True} for mid, m in zip(new, chunk, strict=True)
+                  for k in m["record_keys"]]
+        for j in range(0, len(links), 10000):
+            await conn.execute(ML.insert(), links[j:j + 10000])
+    return ids
+
+
+async def classify_many(conn: AsyncConnection, items: list[tuple[int, str]], *, actor: str, at: datetime) -> None:
+    """Insert (transfer id, reason) classifications that are not there yet."""
+    if not items:
+        return
+    existing = set()
+    ids = sorted({i for i, _ in items})
+    for j in range(0, len(ids), 1000):
+        rows = await conn.execute(select(TC.c.transfer_id, TC.c.reason).where(TC.c.transfer_id.in_(ids[j:j + 1000])))
+        existing |= {(a, b) for a, b in rows}
+    new = [{"transfer_id": i, "reason": r, "actor": actor, "note": None, "at": at}
+           for i, r in sorted(set(items)) if (i, r) not in existing]
+    for j in range(0, len(new), 10000):
+        await conn.execute(TC.insert(), new[j:j + 10000])
+
+
 async def remove_match(conn: AsyncConnection, match_id: int, *, actor: str, reason: str, at: datetime) -> None:
     await conn.execute(update(M).where(M.c.id == match_id).values(removed_at=at, removed_by=actor,
                                                                     removed_reason=reason))
@@ -164,6 +202,25 @@ async def open_break(conn: AsyncConnection, *, type: str, fingerprint: str, tran
     ).returning(BR.c.id))).scalar_one()
     await add_event(conn, int(break_id), "opened", actor, at, {"type": type})
     return int(break_id)
+
+
+async def open_breaks_many(conn: AsyncConnection, breaks: list[dict[str, Any]], *, actor: str,
+                           at: datetime) -> list[int]:
+    """Bulk `open_break`: each dict has type, fingerprint, transfer_ids, record_keys, facts. Ids in input order."""
+    ids: list[int] = []
+    for i in range(0, len(breaks), 5000):
+        chunk = breaks[i:i + 5000]
+        rows = [{"type": b["type"], "status": "open", "fingerprint": b["fingerprint"],
+                 "transfer_ids": dumps(sorted(b["transfer_ids"])),
+                 "record_keys": dumps(sorted(tuple(k) for k in b["record_keys"])), "facts": dumps(b["facts"]),
+                 "opened_at": at} for b in chunk]
+        result = await conn.execute(BR.insert().returning(BR.c.id, sort_by_parameter_order=True), rows)
+        new = [int(r[0]) for r in result]
+        ids += new
+        await conn.execute(BE.insert(), [{"break_id": bid, "action": "opened", "actor": actor, "at": at,
+                                          "detail": dumps({"type": b["type"]})} for bid, b in zip(new, chunk,
+                                                                                                  strict=True)])
+    return ids
 
 
 async def set_break_status(conn: AsyncConnection, break_id: int, status: str, *, at: datetime,
