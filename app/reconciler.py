@@ -51,6 +51,19 @@ def policy_for(settings: Settings, excluded: frozenset[tuple[int, tuple]] = froz
                   excluded=excluded)  # type: ignore[arg-type]
 
 
+_OURS: dict[int, tuple[Settings, frozenset[tuple[int, str]]]] = {}
+
+
+def _our_wallets(settings: Settings) -> frozenset[tuple[int, str]]:
+    """(chain id, address) of every company wallet; computed once per Settings object (thousands of deposit
+    addresses would otherwise cost every pass)."""
+    cached = _OURS.get(id(settings))
+    if cached is None or cached[0] is not settings:
+        cached = _OURS[id(settings)] = (settings, frozenset(
+            (c.chain_id, w.address) for c in settings.chains for w in settings.wallets_on(c)))
+    return cached[1]
+
+
 def _transfer_fact(t: dict, ours: set[tuple[int, str]]) -> TransferFact:
     return TransferFact(t["id"], t["chain_id"], t["token"], t["sender"], t["recipient"], t["amount"], t["tx_hash"],
                         t["log_index"], t["block_time"] or datetime.fromtimestamp(0, UTC), t["state"],
@@ -67,7 +80,7 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
     """One pass over what is not yet explained (free transfers and records, open breaks, reorged matches): an
     incremental pass costs what changed, not the size of the history. Safe to run twice in a row."""
     now = now or datetime.now(UTC)
-    ours = {(c.chain_id, w.address) for c in settings.chains for w in settings.wallets_on(c)}
+    ours = _our_wallets(settings)
     summary = PassSummary()
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":

@@ -309,20 +309,23 @@ def _internal(st: _State) -> list[Classification]:
 
 # ---- rule 5: noise -------------------------------------------------------------------------------------------------
 def _noise(st: _State, now: datetime) -> list[Flag]:
+    free = st.free_t()
+    others = {t.id: (t.sender if t.recipient_is_ours else t.recipient).lower() for t in free}
+    wanted = {(o[2:6], o[-4:]) for o in others.values()}
     known = set(st.policy.known_counterparties) | {r.counterparty for r in st.records if r.counterparty}
     known |= {r.wallet for r in st.records}
     shapes: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for k in known:
-        shapes[(k[2:6].lower(), k[-4:].lower())].add(k.lower())
+    for k in known:  # index only the look-alike candidates of this pass's counterparties
+        kl = k.lower()
+        if (kl[2:6], kl[-4:]) in wanted:
+            shapes[(kl[2:6], kl[-4:])].add(kl)
     flags = []
-    for t in st.free_t():
+    for t in free:
         if t.amount == 0:
             flags.append(Flag(t.id, "zero_value"))
         elif t.amount < st.policy.dust.get(t.token, 0) and t.sender not in known:
             flags.append(Flag(t.id, "dust"))
-        other = (t.sender if t.recipient_is_ours else t.recipient).lower()
+        other = others[t.id]
         if shapes.get((other[2:6], other[-4:]), set()) - {other}:
             flags.append(Flag(t.id, "poisoning_suspect"))
     return flags
-
-
