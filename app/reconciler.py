@@ -7,7 +7,7 @@ an operator resolved is not reopened by the machine. One transaction per pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,8 +19,10 @@ from app.settings import Settings
 from app.settlement.amounts import parse_units
 from app.settlement.matching import reconcile
 from app.settlement.model import Break, BreakType, Policy, RecordFact, RecordKind, RecordStatus, TransferFact
+from app.settlement.severity import Severity, SeverityPolicy, due_at, severity
 
 SYSTEM = "reconciler"
+ORDER_INDEX = {level.value: i for i, level in enumerate(Severity)}
 
 
 @dataclass
@@ -64,6 +66,31 @@ def _our_wallets(settings: Settings) -> frozenset[tuple[int, str]]:
     return cached[1]
 
 
+def severity_policy(settings: Settings) -> SeverityPolicy:
+    cfg = settings.recon
+    a, b, c = cfg.severity_amounts
+    return SeverityPolicy(amounts=(a, b, c), ages=(timedelta(hours=cfg.severity_age_hours[0]),
+                                                   timedelta(hours=cfg.severity_age_hours[1])),
+                          sla={Severity(k): timedelta(hours=v) for k, v in cfg.sla_hours.items()})
+
+
+def _sized(settings: Settings, b: dict, transfers: dict[int, dict], records: dict[tuple[str, str], dict],
+           now: datetime) -> dict:
+    """Add token, amount (the larger side, base units), severity and SLA due time to a break about to open."""
+    sides = [sum(transfers[i]["amount"] for i in b["transfer_ids"] if i in transfers),
+             sum(records[tuple(k)]["amount"] for k in b["record_keys"] if tuple(k) in records)]
+    token = next((transfers[i]["token"] for i in b["transfer_ids"] if i in transfers), None) or next(
+        (records[tuple(k)]["token"] for k in b["record_keys"] if tuple(k) in records), None)
+    decimals = next((t.decimals for t in settings.tokens if t.address == token), 0)
+    times = [transfers[i]["block_time"] for i in b["transfer_ids"] if i in transfers and transfers[i]["block_time"]]
+    times += [records[tuple(k)]["created_at"] for k in b["record_keys"] if tuple(k) in records]
+    since = min(times, default=now)
+    policy = severity_policy(settings)
+    level = severity(max(sides), decimals, now - since, policy)
+    return {**b, "token": token, "amount": max(sides), "severity": level.value, "since": since,
+            "due_at": due_at(now, level, policy)}
+
+
 def _transfer_fact(t: dict, ours: set[tuple[int, str]]) -> TransferFact:
     return TransferFact(t["id"], t["chain_id"], t["token"], t["sender"], t["recipient"], t["amount"], t["tx_hash"],
                         t["log_index"], t["block_time"] or datetime.fromtimestamp(0, UTC), t["state"],
@@ -85,10 +112,11 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(6106700001)")  # one reconciler at a time
-        await _unmatch_reorged(conn, now, summary)
+        await _unmatch_reorged(conn, settings, now, summary)
         free = {t["id"]: t for t in await repo.free_transfers(conn)}
         free_t = [_transfer_fact(t, ours) for t in free.values()]
-        free_r = [_record_fact(r) for r in await repo.free_records(conn)]
+        free_records = {(r["source"], r["external_id"]): r for r in await repo.free_records(conn)}
+        free_r = [_record_fact(r) for r in free_records.values()]
         excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
         known = await repo.known_counterparties(conn) | {address for _, address in ours}
         policy = replace(policy_for(settings, excluded), known_counterparties=frozenset(known))
@@ -105,11 +133,13 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
         await repo.classify_many(conn, [(c.transfer_id, c.reason) for c in outcome.classifications]
                                  + [(f.transfer_id, f.kind) for f in outcome.flags], actor=SYSTEM, at=now)
         summary.classified += len(outcome.classifications)
-        await _sync_breaks(conn, outcome.breaks, now, summary)
+        await _sync_breaks(conn, outcome.breaks, now, summary,
+                           lambda b: _sized(settings, b, free, free_records, now))
+        await _age_open_breaks(conn, settings, now)
     return summary
 
 
-async def _unmatch_reorged(conn: AsyncConnection, now: datetime, summary: PassSummary) -> None:
+async def _unmatch_reorged(conn: AsyncConnection, settings: Settings, now: datetime, summary: PassSummary) -> None:
     """A matched transfer that was reorged away (orphaned, or re-mined in another block since the match: the
     block hash it was matched in is gone) loses its match; a `reorged_after_match` break says so. If it was
     re-mined, the same pass matches it again and closes that break: both steps stay in the history."""
@@ -121,18 +151,30 @@ async def _unmatch_reorged(conn: AsyncConnection, now: datetime, summary: PassSu
                            before={"transfers": m["transfer_ids"], "records": m["record_keys"]},
                            after={"reason": "reorg"})
         kind = BreakType.REORGED_AFTER_MATCH.value
-        break_id = await repo.open_break(conn, type=kind, fingerprint=fingerprint(kind, m["transfer_ids"],
-                                         m["record_keys"]), transfer_ids=m["transfer_ids"],
-                                         record_keys=m["record_keys"], facts={"match_id": match_id}, actor=SYSTEM,
-                                         at=now)
+        transfers = await repo.transfers_by_id(conn, m["transfer_ids"])
+        b = _sized(settings, {"type": kind, "fingerprint": fingerprint(kind, m["transfer_ids"], m["record_keys"]),
+                              "transfer_ids": m["transfer_ids"], "record_keys": m["record_keys"],
+                              "facts": {"match_id": match_id}}, transfers, {}, now)
+        (break_id,) = await repo.open_breaks_many(conn, [b], actor=SYSTEM, at=now)
         await audit.append(conn, actor=SYSTEM, action="break.opened", entity=f"break:{break_id}", at=now,
                            after={"type": kind, "match_id": match_id})
         summary.unmatched_by_reorg += 1
         summary.opened.append(kind)
 
 
+async def _age_open_breaks(conn: AsyncConnection, settings: Settings, now: datetime) -> None:
+    """Severity grows with age: re-grade open breaks (the SLA due time stays the one set when it opened)."""
+    policy = severity_policy(settings)
+    decimals = {t.address: t.decimals for t in settings.tokens}
+    for row in await repo.open_breaks(conn):
+        level = severity(row["amount"] or 0, decimals.get(row["token"], 0), now - (row["since"] or row["opened_at"]),
+                         policy)
+        if level.value != row["severity"] and ORDER_INDEX[level.value] > ORDER_INDEX.get(row["severity"], 0):
+            await repo.set_severity(conn, row["id"], level.value)
+
+
 async def _sync_breaks(conn: AsyncConnection, desired: Iterable[Break], now: datetime,
-                       summary: PassSummary) -> None:
+                       summary: PassSummary, sized: Callable[[dict], dict]) -> None:
     """Open the breaks the matcher wants that are not open yet (never reopening a person's resolution), and close
     the open ones it no longer wants: their items were explained since."""
     wanted = {fingerprint(b.type.value, b.transfer_ids, b.record_keys): b for b in desired}
@@ -157,8 +199,8 @@ async def _sync_breaks(conn: AsyncConnection, desired: Iterable[Break], now: dat
         last = latest.get(fp)
         if last is not None and (last["status"] != "resolved" or _resolved_by(last) != SYSTEM):
             continue  # already open, or resolved by a person: the machine does not reopen it
-        to_open.append({"type": b.type.value, "fingerprint": fp, "transfer_ids": b.transfer_ids,
-                        "record_keys": b.record_keys, "facts": dict(b.facts)})
+        to_open.append(sized({"type": b.type.value, "fingerprint": fp, "transfer_ids": b.transfer_ids,
+                              "record_keys": b.record_keys, "facts": dict(b.facts)}))
     ids = await repo.open_breaks_many(conn, to_open, actor=SYSTEM, at=now)
     await audit.append_many(conn, [{"actor": SYSTEM, "action": "break.opened", "entity": f"break:{i}",
                                     "after": {"type": b["type"], "transfers": b["transfer_ids"],

@@ -111,6 +111,12 @@ class ReconConfig(_Strict):
     match_finalized_only: list[str] = Field(default_factory=list, description="chains matched only when finalized")
     tolerance: dict[str, str] = Field(default_factory=dict, description="per token symbol, e.g. {USDC = \"0.01\"}")
     dust: dict[str, str] = Field(default_factory=dict, description="per token symbol, e.g. {USDT = \"0.10\"}")
+    severity_amounts: list[int] = Field([1_000, 10_000, 100_000], min_length=3, max_length=3,
+                                        description="whole token units from which a break is medium, high, critical")
+    severity_age_hours: list[float] = Field([24, 72], min_length=2, max_length=2,
+                                            description="age from which a break is at least high, critical")
+    sla_hours: dict[str, float] = Field(default_factory=lambda: {"low": 72, "medium": 24, "high": 8,
+                                                                  "critical": 2})
 
 
 class ApiConfig(_Strict):

@@ -194,23 +194,15 @@ async def open_breaks(conn: AsyncConnection) -> list[dict]:
     return [dict(r) for r in rows.mappings()]
 
 
-async def open_break(conn: AsyncConnection, *, type: str, fingerprint: str, transfer_ids: Sequence[int],
-                     record_keys: Sequence[Sequence[str]], facts: Any, actor: str, at: datetime) -> int:
-    break_id = (await conn.execute(BR.insert().values(
-        type=type, status="open", fingerprint=fingerprint, transfer_ids=dumps(sorted(transfer_ids)),
-        record_keys=dumps(sorted(tuple(k) for k in record_keys)), facts=dumps(facts), opened_at=at,
-    ).returning(BR.c.id))).scalar_one()
-    await add_event(conn, int(break_id), "opened", actor, at, {"type": type})
-    return int(break_id)
-
-
 async def open_breaks_many(conn: AsyncConnection, breaks: list[dict[str, Any]], *, actor: str,
                            at: datetime) -> list[int]:
     """Bulk `open_break`: each dict has type, fingerprint, transfer_ids, record_keys, facts. Ids in input order."""
     ids: list[int] = []
     for i in range(0, len(breaks), 5000):
         chunk = breaks[i:i + 5000]
-        rows = [{"type": b["type"], "status": "open", "fingerprint": b["fingerprint"],
+        rows = [{"type": b["type"], "status": "open", "fingerprint": b["fingerprint"], "token": b.get("token"),
+                 "amount": b.get("amount"), "severity": b.get("severity", "low"), "due_at": b.get("due_at"),
+                 "since": b.get("since"),
                  "transfer_ids": dumps(sorted(b["transfer_ids"])),
                  "record_keys": dumps(sorted(tuple(k) for k in b["record_keys"])), "facts": dumps(b["facts"]),
                  "opened_at": at} for b in chunk]
@@ -221,6 +213,10 @@ async def open_breaks_many(conn: AsyncConnection, breaks: list[dict[str, Any]], 
                                           "detail": dumps({"type": b["type"]})} for bid, b in zip(new, chunk,
                                                                                                   strict=True)])
     return ids
+
+
+async def set_severity(conn: AsyncConnection, break_id: int, level: str) -> None:
+    await conn.execute(update(BR).where(BR.c.id == break_id).values(severity=level))
 
 
 async def set_break_status(conn: AsyncConnection, break_id: int, status: str, *, at: datetime,

@@ -252,6 +252,11 @@ class BreakRow(SQLModel, table=True):
     transfer_ids: str
     record_keys: str
     facts: str
+    token: str | None = None
+    amount: int | None = Field(default=None, sa_column=Column(ExactInt(), nullable=True))
+    severity: str = "low"
+    since: datetime | None = Field(default=None, sa_column=_time())  # the oldest item's time: the break's age
+    due_at: datetime | None = Field(default=None, sa_column=_time())
     opened_at: datetime = Field(sa_column=_time(False))
     resolved_at: datetime | None = Field(default=None, sa_column=_time())
     resolution: str | None = None  # JSON

@@ -84,6 +84,11 @@ async def test_the_daily_mix_ends_in_the_right_matches_and_breaks(chain_a: Devne
                        ("tx_hash", "wd-b1"), ("tx_hash", "wd-b2"), ("tx_hash", "dep-remined")}
     open_types = sorted(t for t, s, _ in breaks if s == "open")
     assert open_types == ["ambiguous", "missing_transfer", "unmatched_transfer"]
+    graded = {b["type"]: b for b in await _all(engine) if b["status"] == "open"}
+    assert graded["ambiguous"]["amount"] == 10_000_000 and graded["ambiguous"]["severity"] == "high"  # 30 h old
+    assert graded["unmatched_transfer"]["amount"] == 3_333_333
+    assert graded["unmatched_transfer"]["severity"] == "high"  # small, but unexplained for 30 hours: SLA 8 h
+    assert graded["unmatched_transfer"]["due_at"] == graded["unmatched_transfer"]["opened_at"] + timedelta(hours=8)
     by_id = {r["tx_hash"]: r["id"] for r in await rows(engine, chain_a.chain_id)}
     reasons = {reason for _, reason in classified}
     assert {"internal", "zero_value", "poisoning_suspect"} <= reasons

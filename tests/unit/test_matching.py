@@ -134,3 +134,16 @@ def test_no_transfer_or_record_is_decided_twice(scenario) -> None:  # type: igno
     broken_t = {i for b in outcome.breaks for i in b.transfer_ids}
     assert not broken_t & set(matched_t)
     assert not {k for b in outcome.breaks for k in b.record_keys} & set(matched_r)
+
+
+def test_severity_grows_with_amount_and_age_and_sets_the_sla() -> None:
+    from app.settlement.severity import Severity, SeverityPolicy, due_at, severity
+
+    p = SeverityPolicy()
+    assert severity(999_999_999, 6, timedelta(0), p) is Severity.LOW  # 999.999999 USDC
+    assert severity(1_000_000_000, 6, timedelta(0), p) is Severity.MEDIUM
+    assert severity(10_000 * 10**18, 18, timedelta(0), p) is Severity.HIGH
+    assert severity(10**11 * 10**6, 6, timedelta(0), p) is Severity.CRITICAL
+    assert severity(1, 6, timedelta(hours=25), p) is Severity.HIGH
+    assert severity(1, 6, timedelta(days=3), p) is Severity.CRITICAL
+    assert due_at(NOW, Severity.HIGH, p) == NOW + timedelta(hours=8)

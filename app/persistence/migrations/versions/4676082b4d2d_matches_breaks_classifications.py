@@ -1,8 +1,8 @@
 """matches, breaks, classifications
 
-Revision ID: 83372f2dca04
+Revision ID: 4676082b4d2d
 Revises: 86874b256849
-Create Date: 2026-11-27 00:33:11.000624
+Create Date: 2026-11-27 00:41:30.377866
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 
 import app.persistence.types
 
-revision = '83372f2dca04'
+revision = '4676082b4d2d'
 down_revision = '86874b256849'
 branch_labels = None
 depends_on = None
@@ -41,6 +41,11 @@ def upgrade() -> None:
     sa.Column('transfer_ids', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('record_keys', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('facts', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('token', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('amount', app.persistence.types.ExactInt(precision=78, scale=0), nullable=True),
+    sa.Column('severity', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('since', app.persistence.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('due_at', app.persistence.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('opened_at', app.persistence.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('resolved_at', app.persistence.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('resolution', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
