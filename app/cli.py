@@ -263,17 +263,28 @@ def recon(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
     interval: Annotated[float, typer.Option(help="seconds between passes")] = 30.0,
+    check_rebuild: Annotated[bool, typer.Option("--check-rebuild", help="dry run: decide everything from "
+                                                "scratch and compare with the current matches")] = False,
 ) -> None:
     """Reconcile transfers with records: matches, breaks, classifications."""
     from app.persistence.db import make_engine
-    from app.reconciler import reconcile_once
+    from app.reconciler import rebuild_differences, reconcile_once
 
     settings = _settings(ctx)
     _upgrade(settings)
+    differs: list[bool] = []
 
     async def run() -> None:
         engine = make_engine(settings.database_url)
         try:
+            if check_rebuild:
+                only_now, only_scratch = await rebuild_differences(settings, engine)
+                for label, items in (("only in the current matches", only_now), ("only from scratch", only_scratch)):
+                    for transfer_ids, record_keys in sorted(items):
+                        console.print(f"{label}: transfers {list(transfer_ids)} records {list(record_keys)}")
+                console.print(f"rebuild differences: {len(only_now) + len(only_scratch)}")
+                differs.append(bool(only_now or only_scratch))
+                return
             while True:
                 s = await reconcile_once(settings, engine)
                 console.print(f"matched {s.matched}, unmatched by reorg {s.unmatched_by_reorg}, breaks opened "
@@ -285,6 +296,8 @@ def recon(
             await engine.dispose()
 
     _run(run())
+    if differs and differs[0]:
+        raise typer.Exit(1)
 
 
 @audit_cli.command("verify")

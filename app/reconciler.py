@@ -91,10 +91,17 @@ def _sized(settings: Settings, b: dict, transfers: dict[int, dict], records: dic
             "due_at": due_at(now, level, policy)}
 
 
-def _transfer_fact(t: dict, ours: set[tuple[int, str]]) -> TransferFact:
+def _transfer_fact(t: dict, ours: frozenset[tuple[int, str]], finalized_only: frozenset[int] = frozenset()
+                   ) -> TransferFact:
+    """A chain whose policy matches only finalized transfers shows its confirmed ones as pending (`seen`)."""
+    state = "seen" if t["chain_id"] in finalized_only and t["state"] == "confirmed" else t["state"]
     return TransferFact(t["id"], t["chain_id"], t["token"], t["sender"], t["recipient"], t["amount"], t["tx_hash"],
-                        t["log_index"], t["block_time"] or datetime.fromtimestamp(0, UTC), t["state"],
+                        t["log_index"], t["block_time"] or datetime.fromtimestamp(0, UTC), state,
                         (t["chain_id"], t["sender"]) in ours, (t["chain_id"], t["recipient"]) in ours)
+
+
+def _finalized_only(settings: Settings) -> frozenset[int]:
+    return frozenset(c.chain_id for c in settings.chains if c.name in settings.recon.match_finalized_only)
 
 
 def _record_fact(r: dict) -> RecordFact:
@@ -114,7 +121,7 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
             await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(6106700001)")  # one reconciler at a time
         await _unmatch_reorged(conn, settings, now, summary)
         free = {t["id"]: t for t in await repo.free_transfers(conn)}
-        free_t = [_transfer_fact(t, ours) for t in free.values()]
+        free_t = [_transfer_fact(t, ours, _finalized_only(settings)) for t in free.values()]
         free_records = {(r["source"], r["external_id"]): r for r in await repo.free_records(conn)}
         free_r = [_record_fact(r) for r in free_records.values()]
         excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
@@ -212,3 +219,27 @@ async def _sync_breaks(conn: AsyncConnection, desired: Iterable[Break], now: dat
 def _resolved_by(row: dict) -> str | None:
     resolution = repo.json.loads(row["resolution"]) if row["resolution"] else {}
     return resolution.get("by") if isinstance(resolution, dict) else None
+
+
+async def rebuild_differences(settings: Settings, engine: AsyncEngine, *, now: datetime | None = None
+                              ) -> tuple[set, set]:
+    """Decide everything again from scratch (a dry run over every live transfer and current record, people's
+    decisions left out) and compare with the machine's active matches: (only now, only from scratch)."""
+    now = now or datetime.now(UTC)
+    ours = _our_wallets(settings)
+    async with engine.connect() as conn:
+        active = [m for m in await repo.active_matches(conn) if m["created_by"] == SYSTEM]
+        people = [m for m in await repo.active_matches(conn) if m["created_by"] != SYSTEM]
+        manual_t = {i for m in people for i in m["transfer_ids"]}
+        manual_r = {tuple(k) for m in people for k in m["record_keys"]}
+        transfers = [t for t in await repo.free_transfers(conn)]
+        transfers += list((await repo.transfers_by_id(conn, [i for m in active for i in m["transfer_ids"]])).values())
+        records = [r for r in await repo.records(conn) if (r["source"], r["external_id"]) not in manual_r
+                   and r["status"] != "cancelled"]
+        excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
+    facts = [_transfer_fact(t, ours, _finalized_only(settings)) for t in transfers
+             if t["id"] not in manual_t and t["state"] != repo.ORPHANED]
+    outcome = reconcile(facts, [_record_fact(r) for r in records], policy_for(settings, excluded), now)
+    now_set = {(tuple(sorted(m["transfer_ids"])), tuple(sorted(tuple(k) for k in m["record_keys"]))) for m in active}
+    scratch = {(m.transfer_ids, m.record_keys) for m in outcome.matches}
+    return now_set - scratch, scratch - now_set

@@ -97,6 +97,8 @@ def reconcile(transfers: Iterable[TransferFact], records: Iterable[RecordFact], 
     _by_tx_hash(st)
     _pairs(st, Rule.DEPOSIT_ADDRESS, _deposit_candidates(st),
            lambda r: r.kind is RecordKind.DEPOSIT and r.tx_hash is None)
+    _pairs(st, Rule.INTERNAL, _internal_candidates(st),
+           lambda r: r.kind is RecordKind.INTERNAL and r.tx_hash is None)
     _split(st)
     _batch(st)
     classifications = _internal(st)
@@ -189,6 +191,17 @@ def _deposit_candidates(st: _State) -> Candidates:
 
     def candidates(r: RecordFact) -> list[TransferFact]:
         return [t for t in incoming.get((r.chain_id, r.token, r.wallet), ())
+                if _agrees(t, r, st) and _in_window(t, r, st.policy)]
+    return candidates
+
+
+def _internal_candidates(st: _State) -> Candidates:
+    """An internal-transfer record without a tx hash: from its wallet to its counterparty (both ours), same token
+    and amount, inside the window."""
+    outgoing = _index(st.free_t(), "out")
+
+    def candidates(r: RecordFact) -> list[TransferFact]:
+        return [t for t in outgoing.get((r.chain_id, r.token, r.wallet), ())
                 if _agrees(t, r, st) and _in_window(t, r, st.policy)]
     return candidates
 

@@ -79,6 +79,8 @@ async def test_import_recon_and_audit_verify_from_the_command_line(
     assert "created 1" in imported.stdout
     recon = settle("recon", "--once")
     assert recon.returncode == 0 and "matched 1" in recon.stdout, recon.stdout + recon.stderr
+    rebuild = settle("recon", "--check-rebuild")
+    assert rebuild.returncode == 0 and "rebuild differences: 0" in rebuild.stdout, rebuild.stdout + rebuild.stderr
     ok = settle("audit", "verify")
     assert ok.returncode == 0 and "intact" in ok.stdout
     async with engine.begin() as conn:

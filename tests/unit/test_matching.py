@@ -147,3 +147,22 @@ def test_severity_grows_with_amount_and_age_and_sets_the_sla() -> None:
     assert severity(1, 6, timedelta(hours=25), p) is Severity.HIGH
     assert severity(1, 6, timedelta(days=3), p) is Severity.CRITICAL
     assert due_at(NOW, Severity.HIGH, p) == NOW + timedelta(hours=8)
+
+
+def test_an_internal_transfer_record_matches_the_sweep_and_without_it_the_sweep_is_classified() -> None:
+    ts = [transfer(1, DEP, HOT, 9_000_000), transfer(2, HOT, COLD, 5_000_000)]
+    rs = [record("sweep-1", RecordKind.INTERNAL, DEP, 9_000_000, counterparty=HOT)]
+    outcome = reconcile(ts, rs, POLICY, NOW)
+    assert _summary(outcome) == ({("internal", (1,), (("core", "sweep-1"),))}, set())
+    assert [(c.transfer_id, c.reason) for c in outcome.classifications] == [(2, "internal")]
+    strict = reconcile(ts, [], Policy(auto_internal=False), NOW)
+    assert {(b.type, b.transfer_ids) for b in strict.breaks} == {(BreakType.UNMATCHED_TRANSFER, (1,)),
+                                                                 (BreakType.UNMATCHED_TRANSFER, (2,))}
+
+
+def test_rebuilding_from_scratch_in_another_order_gives_the_same_matches() -> None:
+    ts = [transfer(i, ALICE, DEP if i % 2 else DEP2, 100_000 * i) for i in range(1, 40)]
+    rs = [record(f"d{i}", RecordKind.DEPOSIT, DEP if i % 2 else DEP2, 100_000 * i) for i in range(1, 40, 3)]
+    first = reconcile(ts, rs, POLICY, NOW)
+    again = reconcile(list(reversed(ts)), list(reversed(rs)), POLICY, NOW)
+    assert first == again and len(first.matches) == len(rs)
