@@ -112,7 +112,7 @@ def seed(chain: DemoChain) -> None:
 
 def start_chain(name: str, chain_id: int, kinds: Sequence[TokenKind], anvils: list[Anvil]) -> DemoChain:
     """Start an anvil (appended to `anvils` first, so it is stopped whatever happens), deploy and seed."""
-    anvil = Anvil(chain_id, slots_in_an_epoch=2, block_time=BLOCK_TIME_S)
+    anvil = Anvil(chain_id, slots_in_an_epoch=2, block_time=BLOCK_TIME_S, own_session=True)
     anvils.append(anvil)
     anvil.start()
     anvil.set_automine(True)  # set-up at full speed; interval mining resumes in `main`

@@ -7,7 +7,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
@@ -38,20 +37,15 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, run_wat
         tasks: list[asyncio.Task[object]] = []
         scheduler = AsyncIOScheduler(timezone="UTC")
         if run_watchers:
+            recon = _Reconciler(settings, db)
             scheduler.add_job(_balance_checks, "interval", seconds=settings.balance_check_interval,
                               args=[settings, db], id="balance-check", max_instances=1, coalesce=True)
-            scheduler.add_job(_recon, "interval", seconds=settings.recon.interval, args=[settings, db], id="recon",
+            scheduler.add_job(recon.run_pass, "interval", seconds=settings.recon.interval, id="recon",
                               max_instances=1, coalesce=True)
             scheduler.start()
-
-            def after_batch(_chain: str, _block: int, _head: int) -> None:
-                """Reconcile soon after each indexed batch (coalesced: at most one pass runs at a time)."""
-                job = scheduler.get_job("recon")
-                if job is not None:
-                    job.modify(next_run_time=datetime.now(UTC))
-
-            tasks = [asyncio.create_task(_watch(settings, db, c.name, stop, after_batch), name=f"watch-{c.name}")
-                     for c in settings.chains]
+            tasks = [asyncio.create_task(_watch(settings, db, c.name, stop, recon.after_batch),
+                                         name=f"watch-{c.name}") for c in settings.chains]
+            tasks.append(asyncio.create_task(recon.follow(stop), name="recon-after-batches"))
         try:
             yield
         finally:
@@ -89,11 +83,36 @@ async def _watch(settings: Settings, engine: AsyncEngine, name: str, stop: async
             await asyncio.wait_for(stop.wait(), timeout=max(chain.poll_interval, 1.0))
 
 
-async def _recon(settings: Settings, engine: AsyncEngine) -> None:
-    try:
-        await reconcile_once(settings, engine)
-    except SettleError as exc:
-        log.warning("reconciler pass failed: %s", exc)
+class _Reconciler:
+    """Runs a reconciler pass after indexed batches (coalesced) and on the APScheduler interval; never two at
+    once in this process (across processes, the pass itself takes a PostgreSQL advisory lock)."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+        self.settings, self.engine = settings, engine
+        self.lock = asyncio.Lock()
+        self.wake = asyncio.Event()
+
+    def after_batch(self, _chain: str, _block: int, _head: int) -> None:
+        self.wake.set()
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            waiter = asyncio.create_task(self.wake.wait())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            if stop.is_set():
+                return
+            self.wake.clear()
+            await self.run_pass()
+
+    async def run_pass(self) -> None:
+        async with self.lock:
+            try:
+                await reconcile_once(self.settings, self.engine)
+            except SettleError as exc:
+                log.warning("reconciler pass failed: %s", exc)
 
 
 async def _balance_checks(settings: Settings, engine: AsyncEngine) -> None:

@@ -51,6 +51,7 @@ class Anvil:
         self, chain_id: int, *, port: int | None = None, slots_in_an_epoch: int = 32,
         block_time: float | None = None, gas_limit: int | None = None, extra_args: Sequence[str] = (),
         state_file: Path | None = None, log_file: Path | None = None, root: Path = REPO_ROOT,
+        own_session: bool = False,
     ) -> None:
         self.chain_id = chain_id
         self.port = port if port is not None else free_port()
@@ -61,6 +62,9 @@ class Anvil:
         self.state_file = state_file
         self.log_file = log_file
         self.root = root
+        # own_session: a terminal's Ctrl-C (sent to the whole process group) does not reach anvil, so its owner
+        # can stop its own users of the node first and then stop anvil itself
+        self.own_session = own_session
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._client: httpx.Client | None = None
@@ -99,7 +103,8 @@ class Anvil:
         cmd = self.command()
         self._log = self.log_file.open("ab") if self.log_file is not None else None
         sink: IO[bytes] | int = self._log if self._log is not None else subprocess.DEVNULL
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink,
+                                      start_new_session=self.own_session)
         deadline = time.monotonic() + _START_TIMEOUT_S
         while (code := self._proc.poll()) is None:
             try:

@@ -78,9 +78,11 @@ def test_demo_serves_live_data_and_stops_cleanly(tmp_path: Path, stop_signal: si
             def finalized_page() -> list[dict[str, Any]] | None:
                 page = client.get("/v1/transfers", params={"chain": "devnet-a"}).json()
                 items: list[dict[str, Any]] = page["items"]
-                return items if any(i["state"] == "finalized" for i in items) else None
+                symbols = {i["token"]["symbol"] for i in items}
+                finalized = any(i["state"] == "finalized" for i in items)
+                return items if finalized and symbols >= {"USDC", "USDT", "DAI"} else None  # indexing may be partial
 
-            items = _poll("finalized transfers on devnet-a", 30.0, finalized_page, proc, log)
+            items = _poll("finalized transfers of all three tokens on devnet-a", 30.0, finalized_page, proc, log)
             for item in items:
                 assert item["chain"] == "devnet-a"
                 assert isinstance(item["amount"], str) and isinstance(item["amount_base_units"], str)
