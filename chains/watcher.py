@@ -73,6 +73,10 @@ class ChainWatcher:
         await self.prepare()
         while await self.step():
             pass
+        state, allow_deep = await self.store.load_state(self.spec.chain_id)
+        if state is ChainState.ALERT and not allow_deep:
+            raise ReorgTooDeep(f"chain {self.spec.name} is in alert and does not advance: a reorg reached below "
+                               f"finality (see `settle chains`; `settle chains allow-deep-reorg {self.spec.name}`)")
         assert self.cursor is not None
         return self.cursor
 

@@ -170,7 +170,8 @@ async def test_reorg_below_finality_raises_an_alert_and_stops_the_chain(
     row = _by_tx(await rows(engine, chain_a.chain_id))[final]
     assert row["state"] == "finalized"  # never silently rewritten
     chain_a.anvil.mine(3)
-    await index_once(settings, engine)  # stays stopped: the cursor does not advance
+    with pytest.raises(ReorgTooDeep, match="in alert"):  # stays stopped, and says so
+        await index_once(settings, engine)
     async with engine.connect() as conn:
         assert (await transfers_repo.chain_statuses(conn))[0]["cursor_number"] == status["cursor_number"]
 
