@@ -126,19 +126,16 @@ def chains_status(ctx: typer.Context) -> None:
     settings = _settings(ctx)
     _upgrade(settings)
 
-    async def run() -> list:
+    rows: list = []
+
+    async def run() -> None:
         engine = make_engine(settings.database_url)
         try:
-            return await _chains(settings, engine)
+            rows.extend(await _chains(settings, engine))
         finally:
             await engine.dispose()
 
-    rows: list = []
-
-    async def collect() -> None:
-        rows.extend(await run())
-
-    _run(collect())
+    _run(run())
     table = Table("chain", "id", "state", "head", "indexed", "safe", "finalized", "lag", "last error")
     for c in rows:
         table.add_row(c.name, str(c.chain_id), c.state, *(str(v) if v is not None else "-" for v in (

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.persistence import audit
+from app.persistence import audit, records_repo
 from app.persistence import recon_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import parse_units
@@ -234,7 +234,7 @@ async def rebuild_differences(settings: Settings, engine: AsyncEngine, *, now: d
         manual_r = {tuple(k) for m in people for k in m["record_keys"]}
         transfers = [t for t in await repo.free_transfers(conn)]
         transfers += list((await repo.transfers_by_id(conn, [i for m in active for i in m["transfer_ids"]])).values())
-        records = [r for r in await repo.records(conn) if (r["source"], r["external_id"]) not in manual_r
+        records = [r for r in await records_repo.all_current(conn) if (r["source"], r["external_id"]) not in manual_r
                    and r["status"] != "cancelled"]
         excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
     facts = [_transfer_fact(t, ours, _finalized_only(settings)) for t in transfers

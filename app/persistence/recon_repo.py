@@ -83,10 +83,6 @@ async def matched_transfer_ids(conn: AsyncConnection, ids: Sequence[int]) -> set
     return set(rows.scalars())
 
 
-async def records(conn: AsyncConnection) -> list[dict]:
-    return [dict(r) for r in (await conn.execute(select(RC))).mappings()]
-
-
 async def match(conn: AsyncConnection, match_id: int) -> dict | None:
     row = (await conn.execute(select(M).where(M.c.id == match_id))).mappings().first()
     if row is None:
