@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.persistence import audit, records_repo
+from app.persistence import audit, recon_bulk, records_repo
 from app.persistence import recon_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import parse_units
-from app.settlement.matching import reconcile
+from app.settlement.matching import lookalike_shape, reconcile
 from app.settlement.model import Break, BreakType, Policy, RecordFact, RecordKind, RecordStatus, TransferFact
 from app.settlement.severity import Severity, SeverityPolicy, due_at, severity
 
@@ -32,6 +32,7 @@ class PassSummary:
     opened: list[str] = field(default_factory=list)
     closed: int = 0
     classified: int = 0
+    full: bool = False
 
 
 def fingerprint(kind: str, transfer_ids: Iterable[int], record_keys: Iterable[tuple[str, str]]) -> str:
@@ -110,47 +111,168 @@ def _record_fact(r: dict) -> RecordFact:
                       RecordStatus(r["status"]))
 
 
-async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: datetime | None = None) -> PassSummary:
-    """One pass over what is not yet explained (free transfers and records, open breaks, reorged matches): an
-    incremental pass costs what changed, not the size of the history. Safe to run twice in a row."""
+async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: datetime | None = None,
+                         full: bool = False) -> PassSummary:
+    """One pass, in one transaction. Incremental by default: it decides again only what changed since the last
+    pass (the `recon_dirty` queue: indexed or reorged block ranges, ingested records, people's resolutions, grace
+    periods ending) and the neighbourhood those items can be matched with, so it costs what changed, not the size
+    of the history. A full pass (`full`, a `full` row in the queue, or more changes than `recon.incremental_limit`)
+    decides every unexplained item. Both give the same result; running either twice changes nothing."""
     now = now or datetime.now(UTC)
-    ours = _our_wallets(settings)
     summary = PassSummary()
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(6106700001)")  # one reconciler at a time
-        await _unmatch_reorged(conn, settings, now, summary)
-        free = {t["id"]: t for t in await repo.free_transfers(conn)}
-        free_t = [_transfer_fact(t, ours, _finalized_only(settings)) for t in free.values()]
-        free_records = {(r["source"], r["external_id"]): r for r in await repo.free_records(conn)}
-        free_r = [_record_fact(r) for r in free_records.values()]
-        excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
-        known = await repo.known_counterparties(conn) | {address for _, address in ours}
-        policy = replace(policy_for(settings, excluded), known_counterparties=frozenset(known))
-        outcome = reconcile(free_t, free_r, policy, now)
-        new = [{"rule": m.rule, "rule_version": m.rule_version, "transfer_ids": m.transfer_ids,
-                "record_keys": m.record_keys, "candidates": m.candidates, "facts": dict(m.facts),
-                "observed": {i: free[i]["block_hash"] for i in m.transfer_ids}} for m in outcome.matches]
-        ids = await repo.add_matches(conn, new, actor=SYSTEM, at=now)
-        await audit.append_many(conn, [{"actor": SYSTEM, "action": "match.created", "entity": f"match:{i}",
-                                        "after": {"rule": m["rule"], "transfers": m["transfer_ids"],
-                                                  "records": m["record_keys"]}} for i, m in zip(ids, new, strict=True)],
-                                at=now)
-        summary.matched += len(ids)
-        await repo.classify_many(conn, [(c.transfer_id, c.reason) for c in outcome.classifications]
-                                 + [(f.transfer_id, f.kind) for f in outcome.flags], actor=SYSTEM, at=now)
-        summary.classified += len(outcome.classifications)
-        await _sync_breaks(conn, outcome.breaks, now, summary,
-                           lambda b: _sized(settings, b, free, free_records, now))
+        dirty = await repo.due_dirty(conn, now)
+        seeds_t = {d["transfer_id"] for d in dirty if d["kind"] == "transfer"}
+        seeds_r = {(d["record_source"], d["record_external_id"]) for d in dirty if d["kind"] == "record"}
+        ranges = [(d["chain_id"], d["from_block"], d["to_block"]) for d in dirty if d["kind"] == "range"]
+        full = full or any(d["kind"] == "full" for d in dirty)
+        if not full:
+            seeds_t |= await repo.transfer_ids_in_ranges(conn, ranges)
+            full = len(seeds_t) + len(seeds_r) > settings.recon.incremental_limit
+        summary.full = full
+        if full:
+            await _full_pass(conn, settings, now, summary)
+        elif seeds_t or seeds_r:
+            await _incremental_pass(conn, settings, now, summary, seeds_t, seeds_r)
+        await repo.consume_dirty(conn, [d["id"] for d in dirty])
         await _age_open_breaks(conn, settings, now)
     return summary
 
 
-async def _unmatch_reorged(conn: AsyncConnection, settings: Settings, now: datetime, summary: PassSummary) -> None:
+async def _full_pass(conn: AsyncConnection, settings: Settings, now: datetime, summary: PassSummary) -> None:
+    ours = _our_wallets(settings)
+    await _unmatch_reorged(conn, settings, now, summary)
+    excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
+    policy = policy_for(settings, excluded)
+    if settings.recon.bulk_matching:
+        batches = await recon_bulk.match_unique_pairs(
+            conn, system=SYSTEM, now=now, window=policy.window, tolerance=policy.tolerance,
+            finalized_only=_finalized_only(settings), foreign=await recon_bulk.foreign_record_wallets(conn, ours),
+            excluded=excluded)
+        for rule, first, last in batches:
+            await audit.append_match_batch(conn, actor=SYSTEM, rule=rule, first_id=first, last_id=last, at=now)
+            summary.matched += last - first + 1
+    free = {t["id"]: t for t in await repo.free_transfers(conn)}
+    free_records = {(r["source"], r["external_id"]): r for r in await repo.free_records(conn)}
+    known = await repo.known_counterparties(conn)
+    await _decide(conn, settings, now, summary, free, free_records, excluded, known, await repo.open_breaks(conn),
+                  scoped=False)
+
+
+async def _incremental_pass(conn: AsyncConnection, settings: Settings, now: datetime, summary: PassSummary,
+                            seeds_t: set[int], seeds_r: set[tuple[str, str]]) -> None:
+    for t_ids, r_keys in await _unmatch_reorged(conn, settings, now, summary, sorted(seeds_t)):
+        seeds_t |= set(t_ids)
+        seeds_r |= set(r_keys)
+    free, free_records, breaks = await _neighbourhood(conn, _our_wallets(settings), seeds_t, seeds_r)
+    excluded = await repo.pairs_unmatched_by_people_near(conn, SYSTEM, sorted(free))
+    ours = _our_wallets(settings)
+    shapes = sorted({lookalike_shape(t["sender"] if (t["chain_id"], t["recipient"]) in ours else t["recipient"])
+                     for t in free.values()})
+    known = await repo.lookalike_counterparties(conn, shapes)
+    await _decide(conn, settings, now, summary, free, free_records, excluded, known, breaks, scoped=True)
+
+
+async def _neighbourhood(conn: AsyncConnection, ours: frozenset[tuple[int, str]], seeds_t: set[int],
+                         seeds_r: set[tuple[str, str]]) -> tuple[dict[int, dict], dict[tuple[str, str], dict],
+                                                                 list[dict]]:
+    """The free items an incremental pass must decide: the changed ones, and everything that can be matched or
+    broken together with them (sharing one of our wallets and a token, or a tx hash, or an open break), to a
+    fixed point. The core decides each such component on its own, so deciding the whole components that
+    changed gives what a full pass would."""
+    free_t: dict[int, dict] = {}
+    free_r: dict[tuple[str, str], dict] = {}
+    breaks: dict[int, dict] = {}
+    seen_t: set[int] = set()
+    seen_r: set[tuple[str, str]] = set()
+    seen_w: set[tuple[int, str]] = set()
+    seen_tx: set[tuple[int, str]] = set()
+    look_t, look_r = set(seeds_t), set(seeds_r)
+    while look_t or look_r:
+        seen_t |= look_t
+        seen_r |= look_r
+        found_t = await repo.free_transfers_where(conn, ids=sorted(look_t)) if look_t else []
+        found_r = await repo.free_records_where(conn, keys=sorted(look_r)) if look_r else []
+        more_t: set[int] = set()
+        more_r: set[tuple[str, str]] = set()
+        for b in await repo.open_breaks_touching(conn, sorted(look_t), sorted(look_r)):
+            breaks[b["id"]] = b
+            more_t |= set(repo.json.loads(b["transfer_ids"]))
+            more_r |= {tuple(k) for k in repo.json.loads(b["record_keys"])}  # type: ignore[misc]
+        wallets: set[tuple[int, str]] = set()
+        txs: set[tuple[int, str]] = set()
+        for t in found_t:
+            free_t[t["id"]] = t
+            txs.add((t["chain_id"], t["tx_hash"]))
+            wallets |= {(t["chain_id"], a) for a in (t["sender"], t["recipient"]) if (t["chain_id"], a) in ours}
+        for r in found_r:
+            free_r[(r["source"], r["external_id"])] = r
+            wallets.add((r["chain_id"], r["wallet"]))
+            if r["tx_hash"]:
+                txs.add((r["chain_id"], r["tx_hash"]))
+        wallets -= seen_w
+        txs -= seen_tx
+        seen_w |= wallets
+        seen_tx |= txs
+        if wallets or txs:
+            more_t |= {t["id"] for t in await repo.free_transfers_where(conn, wallets=sorted(wallets),
+                                                                         txs=sorted(txs))}
+            more_r |= {(r["source"], r["external_id"]) for r in await repo.free_records_where(
+                conn, wallets=sorted(wallets), txs=sorted(txs))}
+        look_t, look_r = more_t - seen_t, more_r - seen_r
+    return free_t, free_r, sorted(breaks.values(), key=lambda b: b["id"])
+
+
+async def _decide(conn: AsyncConnection, settings: Settings, now: datetime, summary: PassSummary,
+                  free: dict[int, dict], free_records: dict[tuple[str, str], dict],
+                  excluded: frozenset[tuple[int, tuple]], known: set[str], open_rows: list[dict], *,
+                  scoped: bool) -> None:
+    """Run the core over these free items, write its matches and classifications, bring the given unresolved
+    breaks in step, and set deadlines for items that may break later (their grace period)."""
+    ours = _our_wallets(settings)
+    free_t = [_transfer_fact(t, ours, _finalized_only(settings)) for t in free.values()]
+    free_r = [_record_fact(r) for r in free_records.values()]
+    policy = replace(policy_for(settings, excluded), known_counterparties=frozenset(known | {a for _, a in ours}))
+    outcome = reconcile(free_t, free_r, policy, now)
+    new = [{"rule": m.rule, "rule_version": m.rule_version, "transfer_ids": m.transfer_ids,
+            "record_keys": m.record_keys, "candidates": m.candidates, "facts": dict(m.facts),
+            "observed": {i: free[i]["block_hash"] for i in m.transfer_ids}} for m in outcome.matches]
+    ids = await repo.add_matches(conn, new, actor=SYSTEM, at=now)
+    await audit.append_many(conn, [{"actor": SYSTEM, "action": "match.created", "entity": f"match:{i}",
+                                    "after": {"rule": m["rule"], "transfers": m["transfer_ids"],
+                                              "records": m["record_keys"]}} for i, m in zip(ids, new, strict=True)],
+                            at=now)
+    summary.matched += len(ids)
+    await repo.classify_many(conn, [(c.transfer_id, c.reason) for c in outcome.classifications]
+                             + [(f.transfer_id, f.kind) for f in outcome.flags], actor=SYSTEM, at=now)
+    summary.classified += len(outcome.classifications)
+    await _sync_breaks(conn, outcome.breaks, open_rows, now, summary,
+                       lambda b: _sized(settings, b, free, free_records, now))
+    decided_t = {i for m in outcome.matches for i in m.transfer_ids} | {i for b in outcome.breaks
+                                                                       for i in b.transfer_ids}
+    decided_t |= {c.transfer_id for c in outcome.classifications} | {f.transfer_id for f in outcome.flags}
+    decided_r = {k for m in outcome.matches for k in m.record_keys} | {k for b in outcome.breaks
+                                                                      for k in b.record_keys}
+    grace = policy.unmatched_grace
+    later_t = {t.id: t.block_time + grace for t in free_t
+               if t.id not in decided_t and t.state in policy.match_states and t.block_time + grace > now}
+    later_r = {r.key: r.expected_by or r.created_at + policy.missing_grace for r in free_r
+               if r.key not in decided_r and r.status is RecordStatus.COMPLETED
+               and (r.expected_by or r.created_at + policy.missing_grace) > now}
+    await repo.set_deadlines(conn, later_t, later_r, scope_t=free if scoped else None,
+                             scope_r=free_records if scoped else None)
+
+
+async def _unmatch_reorged(conn: AsyncConnection, settings: Settings, now: datetime, summary: PassSummary,
+                           transfer_ids: list[int] | None = None) -> list[tuple[list[int], list[tuple]]]:
     """A matched transfer that was reorged away (orphaned, or re-mined in another block since the match: the
     block hash it was matched in is gone) loses its match; a `reorged_after_match` break says so. If it was
-    re-mined, the same pass matches it again and closes that break: both steps stay in the history."""
-    for match_id in await repo.reorged_match_ids(conn):
+    re-mined, the same pass matches it again and closes that break: both steps stay in the history. Returns the
+    items of the removed matches."""
+    removed = []
+    for match_id in await repo.reorged_match_ids(conn, transfer_ids):
         m = await repo.match(conn, match_id)
         assert m is not None
         await repo.remove_match(conn, match_id, actor=SYSTEM, reason="reorg", at=now)
@@ -167,25 +289,26 @@ async def _unmatch_reorged(conn: AsyncConnection, settings: Settings, now: datet
                            after={"type": kind, "match_id": match_id})
         summary.unmatched_by_reorg += 1
         summary.opened.append(kind)
+        removed.append((m["transfer_ids"], m["record_keys"]))
+    return removed
 
 
 async def _age_open_breaks(conn: AsyncConnection, settings: Settings, now: datetime) -> None:
-    """Severity grows with age: re-grade open breaks (the SLA due time stays the one set when it opened)."""
+    """Severity grows with age: unresolved breaks past an age threshold are raised to at least high, then
+    critical (the SLA due time stays the one set when the break opened). Set-based: one statement per level."""
     policy = severity_policy(settings)
-    decimals = {t.address: t.decimals for t in settings.tokens}
-    for row in await repo.open_breaks(conn):
-        level = severity(row["amount"] or 0, decimals.get(row["token"], 0), now - (row["since"] or row["opened_at"]),
-                         policy)
-        if level.value != row["severity"] and ORDER_INDEX[level.value] > ORDER_INDEX.get(row["severity"], 0):
-            await repo.set_severity(conn, row["id"], level.value)
+    await repo.regrade_by_age(conn, [
+        (now - policy.ages[0], Severity.HIGH.value, [Severity.LOW.value, Severity.MEDIUM.value]),
+        (now - policy.ages[1], Severity.CRITICAL.value, [Severity.LOW.value, Severity.MEDIUM.value,
+                                                          Severity.HIGH.value])])
 
 
-async def _sync_breaks(conn: AsyncConnection, desired: Iterable[Break], now: datetime,
+async def _sync_breaks(conn: AsyncConnection, desired: Iterable[Break], open_rows: list[dict], now: datetime,
                        summary: PassSummary, sized: Callable[[dict], dict]) -> None:
     """Open the breaks the matcher wants that are not open yet (never reopening a person's resolution), and close
-    the open ones it no longer wants: their items were explained since."""
+    the unresolved ones among `open_rows` it no longer wants: their items were explained since."""
     wanted = {fingerprint(b.type.value, b.transfer_ids, b.record_keys): b for b in desired}
-    for row in await repo.open_breaks(conn):
+    for row in open_rows:
         if row["status"] != "open":
             continue  # awaiting approval: a person's decision is pending
         if row["type"] == BreakType.REORGED_AFTER_MATCH.value:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import SettleError
-from app.persistence import audit
+from app.persistence import audit, recon_repo
 from app.persistence import records_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import MAX_UINT256, parse_units
@@ -200,13 +200,17 @@ async def ingest(settings: Settings, engine: AsyncEngine, items: list[Any], *, a
                 counts["unchanged"] += 1
         if conflicts:
             raise RecordsRejected(conflicts, 409, "Conflicting record")
+        entries = []
         for rec, old in writes:
             version = 1 if old is None else old["version"] + 1
             await repo.save_version(conn, rec, version, actor, now)
-            await audit.append(conn, actor=actor, action="record.ingested", entity=f"record:{rec['source']}/"
-                               f"{rec['external_id']}", before=_plain(old), after=_plain({**rec, "version": version}),
-                               at=now)
+            entries.append({"actor": actor, "action": "record.ingested",
+                            "entity": f"record:{rec['source']}/{rec['external_id']}", "before": _plain(old),
+                            "after": _plain({**rec, "version": version})})
             counts["created" if old is None else "updated"] += 1
+        await audit.append_many(conn, entries, at=now)
+        await repo.add_counterparties(conn, [rec["counterparty"] for rec, _ in writes if rec["counterparty"]])
+        await recon_repo.mark_items(conn, record_keys=[(rec["source"], rec["external_id"]) for rec, _ in writes])
     return counts
 
 

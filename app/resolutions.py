@@ -58,6 +58,7 @@ async def classify(engine: AsyncEngine, break_id: int, *, reason: ReasonCode, no
             for transfer_id in repo.json.loads(row["transfer_ids"]):
                 await repo.classify(conn, transfer_id, reason.value, actor=actor, at=now, note=note)
         await repo.add_event(conn, break_id, "classified", actor, now, resolution)
+        await _mark(conn, row)
         await audit.append(conn, actor=actor, action="break.resolution", entity=f"break:{break_id}", at=now,
                            before={"status": row["status"]}, after={"status": status, **resolution})
     return {"id": break_id, "status": status}
@@ -79,6 +80,7 @@ async def approve(engine: AsyncEngine, break_id: int, *, actor: str) -> dict:
             await repo.classify(conn, transfer_id, ReasonCode.WRITE_OFF.value, actor=actor, at=now,
                                 note=resolution.get("note"))
         await repo.add_event(conn, break_id, "approved", actor, now)
+        await _mark(conn, row)
         await audit.append(conn, actor=actor, action="break.approved", entity=f"break:{break_id}", at=now,
                            before={"status": "awaiting_approval"}, after={"status": "resolved"})
     return {"id": break_id, "status": "resolved"}
@@ -92,6 +94,7 @@ async def reopen(engine: AsyncEngine, break_id: int, *, reason: str, actor: str)
             raise Conflict(f"break {break_id} is already open")
         await repo.set_break_status(conn, break_id, "open", at=now)
         await repo.add_event(conn, break_id, "reopened", actor, now, {"reason": reason})
+        await _mark(conn, row)
         await audit.append(conn, actor=actor, action="break.reopened", entity=f"break:{break_id}", at=now,
                            before={"status": row["status"]}, after={"status": "open", "reason": reason})
     return {"id": break_id, "status": "open"}
@@ -131,6 +134,8 @@ async def manual_match(settings: Settings, engine: AsyncEngine, *, transfer_ids:
             await repo.set_break_status(conn, break_id, "resolved", at=now,
                                         resolution={"by": actor, "action": "manual_match", "match_id": match_id})
             await repo.add_event(conn, break_id, "matched", actor, now, {"match_id": match_id})
+            await _mark(conn, await _open_break(conn, break_id))
+        await repo.mark_items(conn, transfer_ids=transfer_ids, record_keys=record_keys)
     return match_id
 
 
@@ -143,9 +148,16 @@ async def unmatch(engine: AsyncEngine, match_id: int, *, reason: str, actor: str
         if match is None or match["removed_at"] is not None:
             raise NotFound(f"active match {match_id} not found")
         await repo.remove_match(conn, match_id, actor=actor, reason=reason, at=now)
+        await repo.mark_items(conn, transfer_ids=match["transfer_ids"], record_keys=match["record_keys"])
         await audit.append(conn, actor=actor, action="match.removed", entity=f"match:{match_id}", at=now,
                            before={"transfers": match["transfer_ids"], "records": match["record_keys"]},
                            after={"reason": reason})
+
+
+async def _mark(conn: AsyncConnection, row: dict) -> None:
+    """The break's items need deciding again: the next reconciler pass looks at them and their neighbours."""
+    await repo.mark_items(conn, transfer_ids=repo.json.loads(row["transfer_ids"]),
+                          record_keys=repo.json.loads(row["record_keys"]))
 
 
 def _known(items: dict, key: object, field: str) -> dict:

@@ -108,6 +108,10 @@ class ReconConfig(_Strict):
     missing_grace_hours: float = Field(24.0, ge=0)
     auto_internal: bool = True
     max_combination: int = Field(5, ge=2, le=8)
+    incremental_limit: int = Field(20_000, ge=0, description="changed items above which a pass decides everything "
+                                                              "again (a full pass) rather than their neighbourhood")
+    bulk_matching: bool = Field(True, description="full passes pair the unique tx-hash and deposit-address "
+                                                  "matches in SQL before the core decides the rest")
     match_finalized_only: list[str] = Field(default_factory=list, description="chains matched only when finalized")
     tolerance: dict[str, str] = Field(default_factory=dict, description="per token symbol, e.g. {USDC = \"0.01\"}")
     dust: dict[str, str] = Field(default_factory=dict, description="per token symbol, e.g. {USDT = \"0.10\"}")

@@ -11,9 +11,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.persistence.tables import AuditEntry
+from app.persistence.tables import AuditEntry, MatchRow
 
 A = AuditEntry.__table__
+M = MatchRow.__table__
+BATCH_PREFIX = "matches:"
 GENESIS = "0" * 64
 
 
@@ -72,6 +74,28 @@ async def append_many(conn: AsyncConnection, entries: list[dict[str, Any]], *, a
         await conn.execute(A.insert(), rows[i:i + 5000])
 
 
+async def matches_digest(conn: AsyncConnection, first_id: int, last_id: int) -> str:
+    """SHA-256 over the immutable columns of matches `first_id`..`last_id`, as stored: a batch of matches written
+    in one statement is audited by one entry carrying this digest (`verify` recomputes it)."""
+    digest = hashlib.sha256()
+    cols = [M.c.id, M.c.rule, M.c.rule_version, M.c.transfer_ids, M.c.record_keys, M.c.candidates, M.c.facts,
+            M.c.created_at, M.c.created_by]
+    result = await conn.stream(select(*cols).where(M.c.id.between(first_id, last_id)).order_by(M.c.id)
+                               .execution_options(yield_per=20_000))
+    async for row in result:
+        digest.update("\x1f".join(str(v) for v in row[:-2]).encode())
+        digest.update(f"\x1f{row[-2].astimezone(UTC).isoformat()}\x1f{row[-1]}\n".encode())
+    return digest.hexdigest()
+
+
+async def append_match_batch(conn: AsyncConnection, *, actor: str, rule: str, first_id: int, last_id: int,
+                             at: datetime) -> None:
+    """One entry for matches `first_id`..`last_id` (one rule, one statement): their count and digest."""
+    await append(conn, actor=actor, action="match.created", entity=f"{BATCH_PREFIX}{first_id}..{last_id}", at=at,
+                 after={"rule": rule, "count": last_id - first_id + 1, "first_id": first_id, "last_id": last_id,
+                        "digest": await matches_digest(conn, first_id, last_id)})
+
+
 async def verify(conn: AsyncConnection) -> tuple[int, int | None, str | None]:
     """Walk the chain. Returns (entries checked, id of the first bad entry or None, why). A deleted entry shows
     as the next one's previous hash not matching; ids may have gaps (PostgreSQL sequences skip on rollback)."""
@@ -83,5 +107,10 @@ async def verify(conn: AsyncConnection) -> tuple[int, int | None, str | None]:
             return count, row.id, "previous hash does not match (an earlier entry was changed or removed)"
         if entry_hash(prev, row.at, row.actor, row.action, row.entity, row.before, row.after) != row.hash:
             return count, row.id, "hash does not match the entry's content (edited)"
+        if row.entity.startswith(BATCH_PREFIX):
+            batch = json.loads(row.after)
+            if await matches_digest(conn, batch["first_id"], batch["last_id"]) != batch["digest"]:
+                return count, row.id, (f"matches {batch['first_id']}..{batch['last_id']} differ from the digest this "
+                                       "entry recorded (a match was edited or removed)")
         prev = row.hash
     return count, None, None

@@ -7,10 +7,21 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.persistence.tables import BreakEvent, BreakRow, MatchLink, MatchRow, Record, Transfer, TransferClassification
+from app.persistence.tables import (
+    BreakEvent,
+    BreakLink,
+    BreakRow,
+    Counterparty,
+    MatchLink,
+    MatchRow,
+    ReconDirty,
+    Record,
+    Transfer,
+    TransferClassification,
+)
 from chains.types import TransferState
 
 T = Transfer.__table__
@@ -44,30 +55,32 @@ async def transfers_by_id(conn: AsyncConnection, ids: Sequence[int]) -> dict[int
 
 async def free_transfers(conn: AsyncConnection) -> list[dict]:
     """Live transfers that no active match and no classification explains: the reconciler's incremental input."""
-    linked = select(ML.c.id).where(ML.c.transfer_id == T.c.id, ML.c.active.is_(True)).exists()
-    classified = select(TC.c.transfer_id).where(TC.c.transfer_id == T.c.id).exists()
-    rows = await conn.execute(select(*_T_COLS).where(T.c.state != ORPHANED, ~linked, ~classified))
+    rows = await conn.execute(select(*_T_COLS).where(_free_t_clause()))
     return [dict(r) for r in rows.mappings()]
 
 
 async def free_records(conn: AsyncConnection) -> list[dict]:
     """Current records (not cancelled) that no active match explains."""
-    linked = select(ML.c.id).where(ML.c.record_source == RC.c.source, ML.c.record_external_id == RC.c.external_id,
-                                   ML.c.active.is_(True)).exists()
-    rows = await conn.execute(select(RC).where(RC.c.status != "cancelled", ~linked))
+    rows = await conn.execute(select(RC).where(_free_r_clause()))
     return [dict(r) for r in rows.mappings()]
 
 
 async def known_counterparties(conn: AsyncConnection) -> set[str]:
-    rows = await conn.execute(select(RC.c.counterparty).where(RC.c.counterparty.is_not(None)).distinct())
-    return set(rows.scalars())
+    """Every counterparty a record has named."""
+    return set((await conn.execute(select(CP.c.address))).scalars())
 
 
-async def reorged_match_ids(conn: AsyncConnection) -> list[int]:
-    """Active matches whose transfer was orphaned, or now sits in another block than the one it was matched in."""
-    rows = await conn.execute(select(ML.c.match_id).join(T, T.c.id == ML.c.transfer_id).where(
-        ML.c.active.is_(True), (T.c.state == ORPHANED) | (T.c.block_hash != ML.c.block_hash)).distinct())
-    return sorted(rows.scalars())
+async def reorged_match_ids(conn: AsyncConnection, transfer_ids: Sequence[int] | None = None) -> list[int]:
+    """Active matches whose transfer was orphaned, or now sits in another block than the one it was matched in
+    (among matches of these transfers, if given)."""
+    stmt = select(ML.c.match_id).join(T, T.c.id == ML.c.transfer_id).where(
+        ML.c.active.is_(True), (T.c.state == ORPHANED) | (T.c.block_hash != ML.c.block_hash))
+    if transfer_ids is None:
+        return sorted(set((await conn.execute(stmt)).scalars()))
+    out: set[int] = set()
+    for i in range(0, len(transfer_ids), 1000):
+        out |= set((await conn.execute(stmt.where(ML.c.transfer_id.in_(transfer_ids[i:i + 1000])))).scalars())
+    return sorted(out)
 
 
 async def matched_record_keys(conn: AsyncConnection, keys: Sequence[Sequence[str]]) -> set[tuple[str, str]]:
@@ -208,6 +221,12 @@ async def open_breaks_many(conn: AsyncConnection, breaks: list[dict[str, Any]], 
         await conn.execute(BE.insert(), [{"break_id": bid, "action": "opened", "actor": actor, "at": at,
                                           "detail": dumps({"type": b["type"]})} for bid, b in zip(new, chunk,
                                                                                                   strict=True)])
+        links = [{"break_id": bid, "transfer_id": t, "record_source": None, "record_external_id": None}
+                 for bid, b in zip(new, chunk, strict=True) for t in b["transfer_ids"]]
+        links += [{"break_id": bid, "transfer_id": None, "record_source": k[0], "record_external_id": k[1]}
+                  for bid, b in zip(new, chunk, strict=True) for k in b["record_keys"]]
+        if links:
+            await conn.execute(BL.insert(), links)
     return ids
 
 
@@ -248,3 +267,165 @@ async def all_breaks(conn: AsyncConnection) -> list[dict]:
 
 
 ORPHANED = TransferState.ORPHANED.value
+
+
+# ---- what changed: the reconciler's work queue ---------------------------------------------------------------------
+RD = ReconDirty.__table__
+BL = BreakLink.__table__
+CP = Counterparty.__table__
+
+
+async def mark_range(conn: AsyncConnection, chain_id: int, from_block: int, to_block: int | None) -> None:
+    """Blocks `from_block`..`to_block` (open-ended if None) of a chain changed: indexed, promoted or reorged."""
+    await conn.execute(RD.insert().values(kind="range", chain_id=chain_id, from_block=from_block, to_block=to_block))
+
+
+async def mark_items(conn: AsyncConnection, *, transfer_ids: Iterable[int] = (),
+                     record_keys: Iterable[Sequence[str]] = (), not_before: datetime | None = None) -> None:
+    """These transfers and records need deciding again (now, or at `not_before`)."""
+    rows = [{"kind": "transfer", "transfer_id": i, "record_source": None, "record_external_id": None,
+             "not_before": not_before} for i in sorted(set(transfer_ids))]
+    rows += [{"kind": "record", "transfer_id": None, "record_source": k[0], "record_external_id": k[1],
+              "not_before": not_before} for k in sorted({tuple(k) for k in record_keys})]
+    for i in range(0, len(rows), 10000):
+        await conn.execute(RD.insert(), rows[i:i + 10000])
+
+
+async def mark_full(conn: AsyncConnection) -> None:
+    await conn.execute(RD.insert().values(kind="full"))
+
+
+async def due_dirty(conn: AsyncConnection, now: datetime) -> list[dict]:
+    rows = await conn.execute(select(RD).where((RD.c.not_before.is_(None)) | (RD.c.not_before <= now))
+                              .order_by(RD.c.id))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def consume_dirty(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    for i in range(0, len(ids), 1000):
+        await conn.execute(delete(RD).where(RD.c.id.in_(ids[i:i + 1000])))
+
+
+async def set_deadlines(conn: AsyncConnection, transfers: dict[int, datetime], records: dict[tuple[str, str], datetime],
+                        *, scope_t: Iterable[int] | None, scope_r: Iterable[Sequence[str]] | None) -> None:
+    """Replace the pending deadlines of the items in scope (every item when the scope is None) with these."""
+    future = RD.c.not_before.is_not(None)
+    if scope_t is None or scope_r is None:
+        await conn.execute(delete(RD).where(future, RD.c.kind.in_(["transfer", "record"])))
+    else:
+        ids = sorted(set(scope_t))
+        keys = sorted({tuple(k) for k in scope_r})
+        for i in range(0, len(ids), 1000):
+            await conn.execute(delete(RD).where(future, RD.c.transfer_id.in_(ids[i:i + 1000])))
+        for i in range(0, len(keys), 500):
+            await conn.execute(delete(RD).where(future, tuple_(RD.c.record_source, RD.c.record_external_id)
+                                                .in_(keys[i:i + 500])))
+    rows = [{"kind": "transfer", "transfer_id": i, "record_source": None, "record_external_id": None,
+             "not_before": at} for i, at in sorted(transfers.items())]
+    rows += [{"kind": "record", "transfer_id": None, "record_source": k[0], "record_external_id": k[1],
+              "not_before": at} for k, at in sorted(records.items())]
+    for i in range(0, len(rows), 10000):
+        await conn.execute(RD.insert(), rows[i:i + 10000])
+
+
+# ---- neighbourhoods: what an incremental pass decides --------------------------------------------------------------
+def _free_t_clause():  # type: ignore[no-untyped-def]
+    linked = select(ML.c.id).where(ML.c.transfer_id == T.c.id, ML.c.active.is_(True)).exists()
+    classified = select(TC.c.transfer_id).where(TC.c.transfer_id == T.c.id).exists()
+    return (T.c.state != ORPHANED) & ~linked & ~classified
+
+
+def _free_r_clause():  # type: ignore[no-untyped-def]
+    linked = select(ML.c.id).where(ML.c.record_source == RC.c.source, ML.c.record_external_id == RC.c.external_id,
+                                   ML.c.active.is_(True)).exists()
+    return (RC.c.status != "cancelled") & ~linked
+
+
+async def transfer_ids_in_ranges(conn: AsyncConnection, ranges: Sequence[tuple[int, int, int | None]]) -> set[int]:
+    """Ids of the transfers in (chain id, from block, to block) ranges, whatever their state."""
+    out: set[int] = set()
+    states = [s.value for s in TransferState]
+    for chain_id, lo, hi in ranges:
+        where = [T.c.chain_id == chain_id, T.c.state.in_(states), T.c.block_number >= lo]
+        if hi is not None:
+            where.append(T.c.block_number <= hi)
+        out |= set((await conn.execute(select(T.c.id).where(*where))).scalars())
+    return out
+
+
+async def free_transfers_where(conn: AsyncConnection, *, ids: Sequence[int] = (),
+                               wallets: Sequence[tuple[int, str]] = (),
+                               txs: Sequence[tuple[int, str]] = ()) -> list[dict]:
+    """Free transfers (see `free_transfers`) with one of these ids, touching one of these (chain, address) on
+    either side, or in one of these (chain, tx hash)."""
+    found: dict[int, dict] = {}
+    free = _free_t_clause()
+    queries = [T.c.id.in_(ids[i:i + 1000]) for i in range(0, len(ids), 1000)]
+    queries += [tuple_(T.c.chain_id, T.c.recipient).in_(wallets[i:i + 500]) for i in range(0, len(wallets), 500)]
+    queries += [tuple_(T.c.chain_id, T.c.sender).in_(wallets[i:i + 500]) for i in range(0, len(wallets), 500)]
+    queries += [tuple_(T.c.chain_id, T.c.tx_hash).in_(txs[i:i + 500]) for i in range(0, len(txs), 500)]
+    for where in queries:
+        rows = await conn.execute(select(*_T_COLS).where(where, free))
+        found.update({r["id"]: dict(r) for r in rows.mappings()})
+    return list(found.values())
+
+
+async def free_records_where(conn: AsyncConnection, *, keys: Sequence[tuple[str, str]] = (),
+                             wallets: Sequence[tuple[int, str]] = (),
+                             txs: Sequence[tuple[int, str]] = ()) -> list[dict]:
+    found: dict[tuple[str, str], dict] = {}
+    free = _free_r_clause()
+    queries = [tuple_(RC.c.source, RC.c.external_id).in_(keys[i:i + 500]) for i in range(0, len(keys), 500)]
+    queries += [tuple_(RC.c.chain_id, RC.c.wallet).in_(wallets[i:i + 500]) for i in range(0, len(wallets), 500)]
+    queries += [tuple_(RC.c.chain_id, RC.c.tx_hash).in_(txs[i:i + 500]) for i in range(0, len(txs), 500)]
+    for where in queries:
+        rows = await conn.execute(select(RC).where(where, free))
+        found.update({(r["source"], r["external_id"]): dict(r) for r in rows.mappings()})
+    return list(found.values())
+
+
+async def open_breaks_touching(conn: AsyncConnection, transfer_ids: Sequence[int],
+                               record_keys: Sequence[tuple[str, str]]) -> list[dict]:
+    """Breaks not resolved yet that list one of these transfers or records."""
+    ids: set[int] = set()
+    for i in range(0, len(transfer_ids), 1000):
+        ids |= set((await conn.execute(select(BL.c.break_id).where(
+            BL.c.transfer_id.in_(transfer_ids[i:i + 1000])))).scalars())
+    for i in range(0, len(record_keys), 500):
+        ids |= set((await conn.execute(select(BL.c.break_id).where(tuple_(
+            BL.c.record_source, BL.c.record_external_id).in_(record_keys[i:i + 500])))).scalars())
+    out = []
+    ordered = sorted(ids)
+    for i in range(0, len(ordered), 1000):
+        rows = await conn.execute(select(BR).where(BR.c.id.in_(ordered[i:i + 1000]), BR.c.status != "resolved"))
+        out += [dict(r) for r in rows.mappings()]
+    return sorted(out, key=lambda r: r["id"])
+
+
+async def lookalike_counterparties(conn: AsyncConnection, shapes: Sequence[str]) -> set[str]:
+    """Known counterparties (named by any record) with one of these look-alike shapes."""
+    out: set[str] = set()
+    for i in range(0, len(shapes), 1000):
+        out |= set((await conn.execute(select(CP.c.address).where(CP.c.shape.in_(shapes[i:i + 1000])))).scalars())
+    return out
+
+
+async def pairs_unmatched_by_people_near(conn: AsyncConnection, system_actor: str, transfer_ids: Sequence[int]
+                                         ) -> frozenset[tuple[int, tuple]]:
+    """`pairs_unmatched_by_people`, restricted to matches that involved one of these transfers."""
+    out: set[tuple[int, tuple]] = set()
+    for i in range(0, len(transfer_ids), 1000):
+        involved = select(ML.c.match_id).where(ML.c.transfer_id.in_(transfer_ids[i:i + 1000]))
+        rows = await conn.execute(select(M.c.transfer_ids, M.c.record_keys).where(
+            M.c.id.in_(involved), M.c.removed_at.is_not(None), M.c.removed_by != system_actor))
+        out |= {(t, tuple(k)) for t_ids, r_keys in rows for t in json.loads(t_ids) for k in json.loads(r_keys)}
+    return frozenset(out)
+
+
+async def regrade_by_age(conn: AsyncConnection, cutoffs: Sequence[tuple[datetime, str, Sequence[str]]]) -> None:
+    """Raise the severity of unresolved breaks older than a cutoff: (cutoff, new level, levels below it)."""
+    for cutoff, level, below in cutoffs:
+        await conn.execute(update(BR).where(BR.c.status.in_(["open", "awaiting_approval"]),
+                                            BR.c.severity.in_(list(below)),
+                                            func.coalesce(BR.c.since, BR.c.opened_at) <= cutoff)
+                           .values(severity=level))

@@ -10,10 +10,12 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.persistence.audit import canonical
-from app.persistence.tables import Record, RecordVersion
+from app.persistence.tables import Counterparty, Record, RecordVersion
+from app.settlement.matching import lookalike_shape
 
 RC = Record.__table__
 RV = RecordVersion.__table__
+CP = Counterparty.__table__
 
 
 async def current_by_key(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict]:
@@ -48,3 +50,16 @@ async def all_current(conn: AsyncConnection, status: str | None = None) -> list[
     if status is not None:
         stmt = stmt.where(RC.c.status == status)
     return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def add_counterparties(conn: AsyncConnection, addresses: Sequence[str]) -> None:
+    """Remember counterparties with their look-alike shape (for the address-poisoning check)."""
+    if not addresses:
+        return
+    unique = sorted(set(addresses))
+    known = set()
+    for i in range(0, len(unique), 1000):
+        known |= set((await conn.execute(select(CP.c.address).where(CP.c.address.in_(unique[i:i + 1000])))).scalars())
+    new = [{"address": a, "shape": lookalike_shape(a)} for a in unique if a not in known]
+    if new:
+        await conn.execute(CP.insert(), new)

@@ -283,3 +283,42 @@ class TransferClassification(SQLModel, table=True):
     actor: str
     note: str | None = None
     at: datetime = Field(sa_column=_time(False))
+
+
+class BreakLink(SQLModel, table=True):
+    """One item of a break, for lookups: which breaks touch a transfer or a record."""
+
+    __tablename__ = "break_links"
+    __table_args__ = (Index("ix_break_links_transfer", "transfer_id"),
+                      Index("ix_break_links_record", "record_source", "record_external_id"))
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    break_id: int = Field(sa_column=Column(BigInt(), nullable=False, index=True))
+    transfer_id: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
+    record_source: str | None = None
+    record_external_id: str | None = None
+
+
+class Counterparty(SQLModel, table=True):
+    """Every counterparty address a record has named, with its look-alike shape (first and last 4 hex digits,
+    lower case): the known set the address-poisoning check compares against, looked up by shape."""
+
+    __tablename__ = "counterparties"
+    address: str = Field(primary_key=True)
+    shape: str = Field(index=True)
+
+
+class ReconDirty(SQLModel, table=True):
+    """What changed since the reconciler last looked. `kind`: `range` (a chain's blocks `from_block`..`to_block`
+    were indexed, promoted or reorged), `transfer`, `record`, or `full` (decide everything again). A pass deletes
+    the rows it handled; `not_before` defers a row to a deadline (a grace period ending)."""
+
+    __tablename__ = "recon_dirty"
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    kind: str
+    chain_id: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
+    from_block: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
+    to_block: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
+    transfer_id: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
+    record_source: str | None = None
+    record_external_id: str | None = None
+    not_before: datetime | None = Field(default=None, sa_column=_time())

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.persistence.recon_repo import mark_range
 from app.persistence.tables import Block, ChainStatus, Reorg, Transfer, TransferOrphaning, WatchTarget
 from app.persistence.transfer_inserts import insert_transfers
 from app.persistence.upsert import insert_for
@@ -107,6 +108,9 @@ class SqlWatcherStore:
                 # flush (this is not the business ledger; matches and resolutions keep synchronous commits).
                 await conn.execute(text("SET LOCAL synchronous_commit = off"))
             inserted = await insert_transfers(conn, transfers, marks, now)
+            if transfers:
+                await mark_range(conn, chain_id, min(t.block_number for t in transfers),
+                                 max(t.block_number for t in transfers))
             if blocks:
                 rows = [{"chain_id": chain_id, "number": b.number, "hash": b.hash, "parent_hash": b.parent_hash,
                          "timestamp": b.timestamp} for b in blocks]
@@ -136,6 +140,9 @@ class SqlWatcherStore:
         fin = min(marks.finalized, cursor.number)
         safe = min(marks.safe, cursor.number)
         live = T.c.state.in_([TransferState.SEEN.value, TransferState.CONFIRMED.value])
+        lowest = await conn.scalar(select(func.min(T.c.block_number)).where(T.c.chain_id == chain_id, live))
+        if lowest is not None and lowest <= max(fin, safe):
+            await mark_range(conn, chain_id, int(lowest), max(fin, safe))  # the reconciler looks again
         await conn.execute(
             update(T)
             .where(T.c.chain_id == chain_id, live, T.c.block_number <= fin)
@@ -171,6 +178,7 @@ class SqlWatcherStore:
             orphaned = (await conn.execute(
                 update(T).where(above).values(state=TransferState.ORPHANED.value, orphaned_at=now))).rowcount
             await conn.execute(update(R).where(R.c.id == reorg_id).values(orphaned=orphaned))
+            await mark_range(conn, chain_id, reorg.ancestor.number + 1, None)
             await conn.execute(delete(B).where(B.c.chain_id == chain_id, B.c.number > reorg.ancestor.number))
             await conn.execute(update(WT).where(
                 WT.c.chain_id == chain_id, WT.c.joined.is_(False), WT.c.synced_to > reorg.ancestor.number,

@@ -321,17 +321,26 @@ def _internal(st: _State) -> list[Classification]:
 
 
 # ---- rule 5: noise -------------------------------------------------------------------------------------------------
+def lookalike_shape(address: str) -> str:
+    """What an address-poisoning look-alike copies: the first and last 4 hex digits, lower case."""
+    return (address[2:6] + address[-4:]).lower()
+
+
+def counterparty_of(t: TransferFact) -> str:
+    """The other side of a transfer that touches our wallets."""
+    return t.sender if t.recipient_is_ours else t.recipient
+
+
 def _noise(st: _State, now: datetime) -> list[Flag]:
     free = st.free_t()
-    others = {t.id: (t.sender if t.recipient_is_ours else t.recipient).lower() for t in free}
-    wanted = {(o[2:6], o[-4:]) for o in others.values()}
+    others = {t.id: counterparty_of(t).lower() for t in free}
+    wanted = {lookalike_shape(o) for o in others.values()}
     known = set(st.policy.known_counterparties) | {r.counterparty for r in st.records if r.counterparty}
     known |= {r.wallet for r in st.records}
-    shapes: dict[tuple[str, str], set[str]] = defaultdict(set)
+    shapes: dict[str, set[str]] = defaultdict(set)
     for k in known:  # index only the look-alike candidates of this pass's counterparties
-        kl = k.lower()
-        if (kl[2:6], kl[-4:]) in wanted:
-            shapes[(kl[2:6], kl[-4:])].add(kl)
+        if lookalike_shape(k) in wanted:
+            shapes[lookalike_shape(k)].add(k.lower())
     flags = []
     for t in free:
         if t.amount == 0:
@@ -339,6 +348,6 @@ def _noise(st: _State, now: datetime) -> list[Flag]:
         elif t.amount < st.policy.dust.get(t.token, 0) and t.sender not in known:
             flags.append(Flag(t.id, "dust"))
         other = others[t.id]
-        if shapes.get((other[2:6], other[-4:]), set()) - {other}:
+        if shapes.get(lookalike_shape(other), set()) - {other}:
             flags.append(Flag(t.id, "poisoning_suspect"))
     return flags
