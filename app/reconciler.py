@@ -67,6 +67,20 @@ def _our_wallets(settings: Settings) -> frozenset[tuple[int, str]]:
     return cached[1]
 
 
+_OUR_SHAPES: dict[int, tuple[Settings, dict[str, set[str]]]] = {}
+
+
+def _our_shapes(settings: Settings) -> dict[str, set[str]]:
+    """Our wallet addresses by look-alike shape (cached like `_our_wallets`)."""
+    cached = _OUR_SHAPES.get(id(settings))
+    if cached is None or cached[0] is not settings:
+        shapes: dict[str, set[str]] = {}
+        for _, address in _our_wallets(settings):
+            shapes.setdefault(lookalike_shape(address), set()).add(address)
+        cached = _OUR_SHAPES[id(settings)] = (settings, shapes)
+    return cached[1]
+
+
 def severity_policy(settings: Settings) -> SeverityPolicy:
     cfg = settings.recon
     a, b, c = cfg.severity_amounts
@@ -156,7 +170,7 @@ async def _full_pass(conn: AsyncConnection, settings: Settings, now: datetime, s
             summary.matched += last - first + 1
     free = {t["id"]: t for t in await repo.free_transfers(conn)}
     free_records = {(r["source"], r["external_id"]): r for r in await repo.free_records(conn)}
-    known = await repo.known_counterparties(conn)
+    known = await repo.known_counterparties(conn) | {address for _, address in ours}
     await _decide(conn, settings, now, summary, free, free_records, excluded, known, await repo.open_breaks(conn),
                   scoped=False)
 
@@ -172,6 +186,7 @@ async def _incremental_pass(conn: AsyncConnection, settings: Settings, now: date
     shapes = sorted({lookalike_shape(t["sender"] if (t["chain_id"], t["recipient"]) in ours else t["recipient"])
                      for t in free.values()})
     known = await repo.lookalike_counterparties(conn, shapes)
+    known |= {address for shape in shapes for address in _our_shapes(settings).get(shape, ())}
     await _decide(conn, settings, now, summary, free, free_records, excluded, known, breaks, scoped=True)
 
 
@@ -229,12 +244,13 @@ async def _decide(conn: AsyncConnection, settings: Settings, now: datetime, summ
                   free: dict[int, dict], free_records: dict[tuple[str, str], dict],
                   excluded: frozenset[tuple[int, tuple]], known: set[str], open_rows: list[dict], *,
                   scoped: bool) -> None:
-    """Run the core over these free items, write its matches and classifications, bring the given unresolved
+    """Run the core over these free items (`known`: the known counterparties and our wallets that look like
+    theirs), write its matches and classifications, bring the given unresolved
     breaks in step, and set deadlines for items that may break later (their grace period)."""
     ours = _our_wallets(settings)
     free_t = [_transfer_fact(t, ours, _finalized_only(settings)) for t in free.values()]
     free_r = [_record_fact(r) for r in free_records.values()]
-    policy = replace(policy_for(settings, excluded), known_counterparties=frozenset(known | {a for _, a in ours}))
+    policy = replace(policy_for(settings, excluded), known_counterparties=frozenset(known))
     outcome = reconcile(free_t, free_r, policy, now)
     new = [{"rule": m.rule, "rule_version": m.rule_version, "transfer_ids": m.transfer_ids,
             "record_keys": m.record_keys, "candidates": m.candidates, "facts": dict(m.facts),

@@ -81,10 +81,11 @@ async def matches_digest(conn: AsyncConnection, first_id: int, last_id: int) -> 
     cols = [M.c.id, M.c.rule, M.c.rule_version, M.c.transfer_ids, M.c.record_keys, M.c.candidates, M.c.facts,
             M.c.created_at, M.c.created_by]
     result = await conn.stream(select(*cols).where(M.c.id.between(first_id, last_id)).order_by(M.c.id)
-                               .execution_options(yield_per=20_000))
-    async for row in result:
-        digest.update("\x1f".join(str(v) for v in row[:-2]).encode())
-        digest.update(f"\x1f{row[-2].astimezone(UTC).isoformat()}\x1f{row[-1]}\n".encode())
+                               .execution_options(yield_per=50_000))
+    async for rows in result.partitions():
+        digest.update("".join(f"{i}\x1f{rule}\x1f{version}\x1f{t}\x1f{r}\x1f{c}\x1f{f}\x1f"
+                              f"{at.astimezone(UTC).isoformat()}\x1f{by}\n"
+                              for i, rule, version, t, r, c, f, at, by in rows).encode())
     return digest.hexdigest()
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.persistence.tables import (
@@ -134,17 +134,32 @@ async def add_match(conn: AsyncConnection, *, rule: str, rule_version: str, tran
     return int(match_id)
 
 
+async def reserve_ids(conn: AsyncConnection, table: str, n: int) -> list[int]:
+    """`n` new ids for `table`, so that a bulk insert needs no RETURNING (row-at-a-time on SQLite): from the
+    sequence on PostgreSQL; after the largest id on SQLite, whose single writer is this transaction."""
+    if n == 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        rows = await conn.execute(text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
+                                       "FROM generate_series(1, :n)"), {"n": n})
+        return sorted(int(r[0]) for r in rows)
+    base = int(await conn.scalar(text(f"SELECT coalesce(max(id), 0) FROM {table}")) or 0)
+    return list(range(base + 1, base + n + 1))
+
+
 async def add_matches(conn: AsyncConnection, matches: list[dict[str, Any]], *, actor: str, at: datetime) -> list[int]:
     """Bulk `add_match`: each dict has rule, rule_version, transfer_ids, record_keys, candidates, facts, observed.
     Returns the new ids in input order."""
     ids: list[int] = []
     for i in range(0, len(matches), 5000):
         chunk = matches[i:i + 5000]
-        rows = [{"rule": m["rule"], "rule_version": m["rule_version"], "transfer_ids": dumps(sorted(m["transfer_ids"])),
+        new = await reserve_ids(conn, "matches", len(chunk))
+        rows = [{"id": mid, "rule": m["rule"], "rule_version": m["rule_version"],
+                 "transfer_ids": dumps(sorted(m["transfer_ids"])),
                  "record_keys": dumps(sorted(tuple(k) for k in m["record_keys"])), "candidates": dumps(m["candidates"]),
-                 "facts": dumps(m["facts"]), "created_at": at, "created_by": actor} for m in chunk]
-        result = await conn.execute(M.insert().returning(M.c.id, sort_by_parameter_order=True), rows)
-        new = [int(r[0]) for r in result]
+                 "facts": dumps(m["facts"]), "created_at": at, "created_by": actor} for mid, m in zip(new, chunk,
+                                                                                                      strict=True)]
+        await conn.execute(M.insert(), rows)
         ids += new
         links = [{"match_id": mid, "transfer_id": t, "block_hash": m["observed"][t], "record_source": None,
                   "record_external_id": None, "active": True} for mid, m in zip(new, chunk, strict=True)
@@ -209,14 +224,15 @@ async def open_breaks_many(conn: AsyncConnection, breaks: list[dict[str, Any]], 
     ids: list[int] = []
     for i in range(0, len(breaks), 5000):
         chunk = breaks[i:i + 5000]
-        rows = [{"type": b["type"], "status": "open", "fingerprint": b["fingerprint"], "token": b.get("token"),
-                 "amount": b.get("amount"), "severity": b.get("severity", "low"), "due_at": b.get("due_at"),
+        new = await reserve_ids(conn, "breaks", len(chunk))
+        rows = [{"id": bid, "type": b["type"], "status": "open", "fingerprint": b["fingerprint"],
+                 "token": b.get("token"), "amount": b.get("amount"), "severity": b.get("severity", "low"),
+                 "due_at": b.get("due_at"),
                  "since": b.get("since"),
                  "transfer_ids": dumps(sorted(b["transfer_ids"])),
                  "record_keys": dumps(sorted(tuple(k) for k in b["record_keys"])), "facts": dumps(b["facts"]),
-                 "opened_at": at} for b in chunk]
-        result = await conn.execute(BR.insert().returning(BR.c.id, sort_by_parameter_order=True), rows)
-        new = [int(r[0]) for r in result]
+                 "opened_at": at} for bid, b in zip(new, chunk, strict=True)]
+        await conn.execute(BR.insert(), rows)
         ids += new
         await conn.execute(BE.insert(), [{"break_id": bid, "action": "opened", "actor": actor, "at": at,
                                           "detail": dumps({"type": b["type"]})} for bid, b in zip(new, chunk,
@@ -353,6 +369,16 @@ async def transfer_ids_in_ranges(conn: AsyncConnection, ranges: Sequence[tuple[i
     return out
 
 
+def _per_chain(chain_col, value_col, pairs: Sequence[tuple[int, str]]) -> list:  # type: ignore[no-untyped-def]
+    """`chain = c AND value IN (...)` per chain, in chunks: what both databases serve from a (chain, value)
+    index (a row-value IN is not always)."""
+    by_chain: dict[int, list[str]] = {}
+    for chain_id, value in pairs:
+        by_chain.setdefault(chain_id, []).append(value)
+    return [(chain_col == chain_id) & value_col.in_(values[i:i + 1000])
+            for chain_id, values in sorted(by_chain.items()) for i in range(0, len(values), 1000)]
+
+
 async def free_transfers_where(conn: AsyncConnection, *, ids: Sequence[int] = (),
                                wallets: Sequence[tuple[int, str]] = (),
                                txs: Sequence[tuple[int, str]] = ()) -> list[dict]:
@@ -361,9 +387,8 @@ async def free_transfers_where(conn: AsyncConnection, *, ids: Sequence[int] = ()
     found: dict[int, dict] = {}
     free = _free_t_clause()
     queries = [T.c.id.in_(ids[i:i + 1000]) for i in range(0, len(ids), 1000)]
-    queries += [tuple_(T.c.chain_id, T.c.recipient).in_(wallets[i:i + 500]) for i in range(0, len(wallets), 500)]
-    queries += [tuple_(T.c.chain_id, T.c.sender).in_(wallets[i:i + 500]) for i in range(0, len(wallets), 500)]
-    queries += [tuple_(T.c.chain_id, T.c.tx_hash).in_(txs[i:i + 500]) for i in range(0, len(txs), 500)]
+    queries += _per_chain(T.c.chain_id, T.c.recipient, wallets) + _per_chain(T.c.chain_id, T.c.sender, wallets)
+    queries += _per_chain(T.c.chain_id, T.c.tx_hash, txs)
     for where in queries:
         rows = await conn.execute(select(*_T_COLS).where(where, free))
         found.update({r["id"]: dict(r) for r in rows.mappings()})
@@ -376,8 +401,7 @@ async def free_records_where(conn: AsyncConnection, *, keys: Sequence[tuple[str,
     found: dict[tuple[str, str], dict] = {}
     free = _free_r_clause()
     queries = [tuple_(RC.c.source, RC.c.external_id).in_(keys[i:i + 500]) for i in range(0, len(keys), 500)]
-    queries += [tuple_(RC.c.chain_id, RC.c.wallet).in_(wallets[i:i + 500]) for i in range(0, len(wallets), 500)]
-    queries += [tuple_(RC.c.chain_id, RC.c.tx_hash).in_(txs[i:i + 500]) for i in range(0, len(txs), 500)]
+    queries += _per_chain(RC.c.chain_id, RC.c.wallet, wallets) + _per_chain(RC.c.chain_id, RC.c.tx_hash, txs)
     for where in queries:
         rows = await conn.execute(select(RC).where(where, free))
         found.update({(r["source"], r["external_id"]): dict(r) for r in rows.mappings()})
