@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.persistence.types import UTCDateTime
 from app.settlement.matching import RULE_VERSION
 
-MAX_FOREIGN_WALLETS = 1_000
+MAX_LISTED = 1_000
 
 _FREE_T = """NOT EXISTS (SELECT 1 FROM match_links ml WHERE ml.transfer_id = {t}.id AND ml.active)
     AND NOT EXISTS (SELECT 1 FROM transfer_classifications tc WHERE tc.transfer_id = {t}.id)"""
@@ -50,14 +50,18 @@ async def match_unique_pairs(conn: AsyncConnection, *, system: str, now: datetim
                              ) -> list[tuple[str, int, int]]:
     """Write the tx-hash pairs, then the deposit-address pairs. Returns (rule, first match id, last match id) per
     rule that wrote any. The caller audits them and holds the reconciler lock."""
-    if len(foreign) > MAX_FOREIGN_WALLETS:
-        return []
     pg = conn.dialect.name == "postgresql"
     if pg:  # explicit match ids below: keep concurrent manual matches from taking one meanwhile
         await conn.exec_driver_sql("LOCK TABLE matches IN SHARE ROW EXCLUSIVE MODE")
-    await conn.exec_driver_sql("DROP TABLE IF EXISTS recon_pairs")
+    for table in ("recon_pairs", "recon_foreign"):
+        await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
     await conn.exec_driver_sql("CREATE TEMPORARY TABLE recon_pairs (match_id BIGINT PRIMARY KEY, tid BIGINT NOT "
                                "NULL, rid BIGINT NOT NULL)")
+    await conn.exec_driver_sql("CREATE TEMPORARY TABLE recon_foreign (chain_id BIGINT NOT NULL, wallet TEXT NOT "
+                               "NULL, PRIMARY KEY (chain_id, wallet))")
+    if foreign:
+        await conn.execute(text("INSERT INTO recon_foreign (chain_id, wallet) VALUES (:c, :w)"),
+                           [{"c": c, "w": w} for c, w in sorted(foreign)])
     params: dict[str, object] = {"system": system}
     tol = {token: amount for token, amount in tolerance.items() if amount}
     params |= {f"tol_tok{i}": token for i, token in enumerate(sorted(tol))}
@@ -74,11 +78,8 @@ async def match_unique_pairs(conn: AsyncConnection, *, system: str, now: datetim
     matchable = "(t.state = 'finalized' OR t.state = 'confirmed'" + (
         " AND t.chain_id NOT IN (" + ", ".join(str(int(c)) for c in sorted(finalized_only)) + "))"
         if finalized_only else ")")
-    not_foreign = "1 = 1"
-    if foreign:
-        params |= {f"fw_c{i}": c for i, (c, _) in enumerate(sorted(foreign))}
-        params |= {f"fw_w{i}": w for i, (_, w) in enumerate(sorted(foreign))}
-        not_foreign = " AND ".join(f"NOT (r.chain_id = :fw_c{i} AND r.wallet = :fw_w{i})" for i in range(len(foreign)))
+    not_foreign = ("NOT EXISTS (SELECT 1 FROM recon_foreign f WHERE f.chain_id = r.chain_id AND f.wallet = r.wallet)"
+                   if foreign else "1 = 1")
     exact_common = f"({amount_exact}) AND ({not_foreign}) AND {_not_unmatched_by_people(excluded, params)}"
     out = []
 
@@ -118,7 +119,8 @@ async def match_unique_pairs(conn: AsyncConnection, *, system: str, now: datetim
           AND {_FREE_T.format(t="t")} AND (r.counterparty IS NULL OR t.sender = r.counterparty)
           AND ({amount_superset}) AND {window_superset}"""
     out += await _write(conn, "deposit_address", deposit_edges, params, system, now, pg)
-    await conn.exec_driver_sql("DROP TABLE recon_pairs")
+    for table in ("recon_pairs", "recon_foreign"):
+        await conn.exec_driver_sql(f"DROP TABLE {table}")
     return out
 
 
@@ -126,7 +128,7 @@ def _not_unmatched_by_people(excluded: frozenset[tuple[int, tuple[str, str]]], p
     """Leave to the core every transfer and record a person once unmatched (it knows the exact pairs)."""
     if not excluded:
         return "1 = 1"
-    if len(excluded) > MAX_FOREIGN_WALLETS:
+    if len(excluded) > MAX_LISTED:
         return f"{_UNMATCHED_BY_PEOPLE_T} AND {_UNMATCHED_BY_PEOPLE_R}"
     ids = sorted({i for i, _ in excluded})
     keys = sorted({k for _, k in excluded})
