@@ -260,6 +260,8 @@ def recon(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
     interval: Annotated[float, typer.Option(help="seconds between passes")] = 30.0,
+    full: Annotated[bool, typer.Option("--full", help="decide every unexplained item again (after changing the "
+                                       "matching policy), not only what changed")] = False,
     check_rebuild: Annotated[bool, typer.Option("--check-rebuild", help="dry run: decide everything from "
                                                 "scratch and compare with the current matches")] = False,
 ) -> None:
@@ -282,9 +284,12 @@ def recon(
                 console.print(f"rebuild differences: {len(only_now) + len(only_scratch)}")
                 differs.append(bool(only_now or only_scratch))
                 return
+            first = True
             while True:
-                s = await reconcile_once(settings, engine)
-                console.print(f"matched {s.matched}, unmatched by reorg {s.unmatched_by_reorg}, breaks opened "
+                s = await reconcile_once(settings, engine, full=full and first)
+                first = False
+                console.print(f"{'full' if s.full else 'incremental'} pass: matched {s.matched}, unmatched by reorg"
+                              f" {s.unmatched_by_reorg}, breaks opened "
                               f"{len(s.opened)}, closed {s.closed}, classified {s.classified}")
                 if once:
                     return

@@ -6,6 +6,7 @@ new records, a reorg and a person's unmatch."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -204,5 +205,33 @@ async def test_a_reorg_that_removes_one_of_two_candidates_lets_the_incremental_p
         assert not summary.full
         matches, breaks, _ = await _snapshot(engine)
         assert matches == {("deposit_address", (2,), (("core", "dep-1"),))} and breaks == set()
+    finally:
+        await engine.dispose()
+
+
+async def test_editing_a_match_written_in_bulk_is_caught_by_audit_verify(database_url: str, tmp_path: Path) -> None:
+    from app.persistence import audit
+
+    settings = _settings(database_url, tmp_path)
+    engine = make_engine(database_url)
+    rng = random.Random(3)
+    try:
+        base_t = _transfers(rng, 1, 90, 0)
+        await _load(engine, base_t, _records(rng, base_t, "b", 80), mark=False)
+        await reconcile_once(settings, engine, now=NOW)
+        async with engine.connect() as conn:
+            batches = [json.loads(a) for (a,) in await conn.execute(text(
+                "SELECT after FROM audit_log WHERE entity LIKE 'matches:%' ORDER BY id"))]
+            assert batches and all(b["count"] == b["last_id"] - b["first_id"] + 1 for b in batches)
+            assert (await audit.verify(conn))[1] is None
+        victim = batches[0]["first_id"]
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE matches SET record_keys = :keys WHERE id = :i"),
+                               {"i": victim, "keys": '[["core","other"]]'})
+        async with engine.connect() as conn:
+            checked, bad, why = await audit.verify(conn)
+            bad_entity = await conn.scalar(text("SELECT entity FROM audit_log WHERE id = :i"), {"i": bad})
+        assert bad_entity == f"matches:{batches[0]['first_id']}..{batches[0]['last_id']}"
+        assert why is not None and "digest" in why
     finally:
         await engine.dispose()
