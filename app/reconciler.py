@@ -22,6 +22,7 @@ from app.settlement.model import Break, BreakType, Policy, RecordFact, RecordKin
 from app.settlement.severity import Severity, SeverityPolicy, due_at, severity
 
 SYSTEM = "reconciler"
+BULK_ANALYZE = 100_000  # matches written in bulk from which the planner's statistics are refreshed
 ORDER_INDEX = {level.value: i for i, level in enumerate(Severity)}
 
 
@@ -168,6 +169,8 @@ async def _full_pass(conn: AsyncConnection, settings: Settings, now: datetime, s
         for rule, first, last in batches:
             await audit.append_match_batch(conn, actor=SYSTEM, rule=rule, first_id=first, last_id=last, at=now)
             summary.matched += last - first + 1
+        if summary.matched >= BULK_ANALYZE:
+            await repo.refresh_statistics(conn)
     free = {t["id"]: t for t in await repo.free_transfers(conn)}
     free_records = {(r["source"], r["external_id"]): r for r in await repo.free_records(conn)}
     known = await repo.known_counterparties(conn) | {address for _, address in ours}

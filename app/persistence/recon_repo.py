@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, tuple_, update
+from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.persistence.tables import (
@@ -369,6 +369,14 @@ async def transfer_ids_in_ranges(conn: AsyncConnection, ranges: Sequence[tuple[i
     return out
 
 
+async def refresh_statistics(conn: AsyncConnection) -> None:
+    """After a bulk write: refresh the planner's statistics of the match tables (PostgreSQL), so that the next
+    incremental passes probe indexes instead of hashing millions of match links on stale estimates. Autovacuum
+    would get there too, a minute or more later."""
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql("ANALYZE matches, match_links")
+
+
 def _per_chain(chain_col, value_col, pairs: Sequence[tuple[int, str]]) -> list:  # type: ignore[no-untyped-def]
     """`chain = c AND value IN (...)` per chain, in chunks: what both databases serve from a (chain, value)
     index (a row-value IN is not always)."""
@@ -447,9 +455,10 @@ async def pairs_unmatched_by_people_near(conn: AsyncConnection, system_actor: st
 
 
 async def regrade_by_age(conn: AsyncConnection, cutoffs: Sequence[tuple[datetime, str, Sequence[str]]]) -> None:
-    """Raise the severity of unresolved breaks older than a cutoff: (cutoff, new level, levels below it)."""
+    """Raise the severity of unresolved breaks older than a cutoff: (cutoff, new level, levels below it). An
+    index on (status, severity, since) makes this touch only the breaks that change."""
     for cutoff, level, below in cutoffs:
         await conn.execute(update(BR).where(BR.c.status.in_(["open", "awaiting_approval"]),
                                             BR.c.severity.in_(list(below)),
-                                            func.coalesce(BR.c.since, BR.c.opened_at) <= cutoff)
+                                            BR.c.since <= cutoff)
                            .values(severity=level))
