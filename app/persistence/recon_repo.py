@@ -377,10 +377,10 @@ async def refresh_statistics(conn: AsyncConnection) -> None:
         await conn.exec_driver_sql("ANALYZE matches, match_links")
 
 
-def _per_chain(chain_col, value_col, pairs: Sequence[tuple[int, str]]) -> list:  # type: ignore[no-untyped-def]
-    """`chain = c AND value IN (...)` per chain, in chunks: what both databases serve from a (chain, value)
-    index (a row-value IN is not always)."""
-    by_chain: dict[int, list[str]] = {}
+def _per_chain(chain_col, value_col, pairs: Sequence[tuple]) -> list:  # type: ignore[no-untyped-def]
+    """`chain = c AND value IN (...)` per chain (or per record source), in chunks: what both databases serve
+    from a (chain, value) index. A row-value IN is a full scan on SQLite (0.5 s over 1M records)."""
+    by_chain: dict = {}
     for chain_id, value in pairs:
         by_chain.setdefault(chain_id, []).append(value)
     return [(chain_col == chain_id) & value_col.in_(values[i:i + 1000])
@@ -408,7 +408,7 @@ async def free_records_where(conn: AsyncConnection, *, keys: Sequence[tuple[str,
                              txs: Sequence[tuple[int, str]] = ()) -> list[dict]:
     found: dict[tuple[str, str], dict] = {}
     free = _free_r_clause()
-    queries = [tuple_(RC.c.source, RC.c.external_id).in_(keys[i:i + 500]) for i in range(0, len(keys), 500)]
+    queries = _per_chain(RC.c.source, RC.c.external_id, keys)
     queries += _per_chain(RC.c.chain_id, RC.c.wallet, wallets) + _per_chain(RC.c.chain_id, RC.c.tx_hash, txs)
     for where in queries:
         rows = await conn.execute(select(RC).where(where, free))
@@ -423,9 +423,8 @@ async def open_breaks_touching(conn: AsyncConnection, transfer_ids: Sequence[int
     for i in range(0, len(transfer_ids), 1000):
         ids |= set((await conn.execute(select(BL.c.break_id).where(
             BL.c.transfer_id.in_(transfer_ids[i:i + 1000])))).scalars())
-    for i in range(0, len(record_keys), 500):
-        ids |= set((await conn.execute(select(BL.c.break_id).where(tuple_(
-            BL.c.record_source, BL.c.record_external_id).in_(record_keys[i:i + 500])))).scalars())
+    for where in _per_chain(BL.c.record_source, BL.c.record_external_id, record_keys):
+        ids |= set((await conn.execute(select(BL.c.break_id).where(where))).scalars())
     out = []
     ordered = sorted(ids)
     for i in range(0, len(ordered), 1000):
