@@ -7,9 +7,11 @@ an operator resolved is not reopened by the machine. One transaction per pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from time import perf_counter
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -18,7 +20,16 @@ from app.persistence import recon_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import parse_units
 from app.settlement.matching import lookalike_shape, reconcile
-from app.settlement.model import Break, BreakType, Policy, RecordFact, RecordKind, RecordStatus, TransferFact
+from app.settlement.model import (
+    Break,
+    BreakType,
+    Outcome,
+    Policy,
+    RecordFact,
+    RecordKind,
+    RecordStatus,
+    TransferFact,
+)
 from app.settlement.severity import Severity, SeverityPolicy, due_at, severity
 
 SYSTEM = "reconciler"
@@ -34,6 +45,15 @@ class PassSummary:
     closed: int = 0
     classified: int = 0
     full: bool = False
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase, for operators and the bench
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + perf_counter() - started
 
 
 def fingerprint(kind: str, transfer_ids: Iterable[int], record_keys: Iterable[tuple[str, str]]) -> str:
@@ -158,24 +178,29 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
 
 async def _full_pass(conn: AsyncConnection, settings: Settings, now: datetime, summary: PassSummary) -> None:
     ours = _our_wallets(settings)
-    await _unmatch_reorged(conn, settings, now, summary)
-    excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
+    with summary.phase("reorged"):
+        await _unmatch_reorged(conn, settings, now, summary)
+        excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
     policy = policy_for(settings, excluded)
     if settings.recon.bulk_matching:
-        batches = await recon_bulk.match_unique_pairs(
-            conn, system=SYSTEM, now=now, window=policy.window, tolerance=policy.tolerance,
-            finalized_only=_finalized_only(settings), foreign=await recon_bulk.foreign_record_wallets(conn, ours),
-            excluded=excluded)
-        for rule, first, last in batches:
-            await audit.append_match_batch(conn, actor=SYSTEM, rule=rule, first_id=first, last_id=last, at=now)
-            summary.matched += last - first + 1
+        with summary.phase("bulk_pairs"):
+            batches = await recon_bulk.match_unique_pairs(
+                conn, system=SYSTEM, now=now, window=policy.window, tolerance=policy.tolerance,
+                finalized_only=_finalized_only(settings), foreign=await recon_bulk.foreign_record_wallets(conn, ours),
+                excluded=excluded, timings=summary.timings)
+        with summary.phase("bulk_audit"):
+            for rule, first, last in batches:
+                await audit.append_match_batch(conn, actor=SYSTEM, rule=rule, first_id=first, last_id=last, at=now)
+                summary.matched += last - first + 1
         if summary.matched >= BULK_ANALYZE:
-            await repo.refresh_statistics(conn)
-    free = {t["id"]: t for t in await repo.free_transfers(conn)}
-    free_records = {(r["source"], r["external_id"]): r for r in await repo.free_records(conn)}
-    known = await repo.known_counterparties(conn) | {address for _, address in ours}
-    await _decide(conn, settings, now, summary, free, free_records, excluded, known, await repo.open_breaks(conn),
-                  scoped=False)
+            with summary.phase("analyze"):
+                await repo.refresh_statistics(conn)
+    with summary.phase("load_free"):
+        free = {t["id"]: t for t in await repo.free_transfers(conn)}
+        free_records = {(r["source"], r["external_id"]): r for r in await repo.free_records(conn)}
+        known = await repo.known_counterparties(conn) | {address for _, address in ours}
+        open_rows = await repo.open_breaks(conn)
+    await _decide(conn, settings, now, summary, free, free_records, excluded, known, open_rows, scoped=False)
 
 
 async def _incremental_pass(conn: AsyncConnection, settings: Settings, now: datetime, summary: PassSummary,
@@ -251,10 +276,24 @@ async def _decide(conn: AsyncConnection, settings: Settings, now: datetime, summ
     theirs), write its matches and classifications, bring the given unresolved
     breaks in step, and set deadlines for items that may break later (their grace period)."""
     ours = _our_wallets(settings)
-    free_t = [_transfer_fact(t, ours, _finalized_only(settings)) for t in free.values()]
-    free_r = [_record_fact(r) for r in free_records.values()]
-    policy = replace(policy_for(settings, excluded), known_counterparties=frozenset(known))
-    outcome = reconcile(free_t, free_r, policy, now)
+    with summary.phase("core"):
+        finalized_only = _finalized_only(settings)
+        free_t = [_transfer_fact(t, ours, finalized_only) for t in free.values()]
+        free_r = [_record_fact(r) for r in free_records.values()]
+        policy = replace(policy_for(settings, excluded), known_counterparties=frozenset(known))
+        outcome = reconcile(free_t, free_r, policy, now)
+    with summary.phase("write_matches"):
+        await _write_decisions(conn, outcome, free, now, summary)
+    with summary.phase("breaks"):
+        await _sync_breaks(conn, outcome.breaks, open_rows, now, summary,
+                           lambda b: _sized(settings, b, free, free_records, now))
+    with summary.phase("deadlines"):
+        await _set_deadlines(conn, outcome, policy, free_t, free_r, now, free if scoped else None,
+                             free_records if scoped else None)
+
+
+async def _write_decisions(conn: AsyncConnection, outcome: Outcome, free: dict[int, dict], now: datetime,
+                           summary: PassSummary) -> None:
     new = [{"rule": m.rule, "rule_version": m.rule_version, "transfer_ids": m.transfer_ids,
             "record_keys": m.record_keys, "candidates": m.candidates, "facts": dict(m.facts),
             "observed": {i: free[i]["block_hash"] for i in m.transfer_ids}} for m in outcome.matches]
@@ -267,8 +306,11 @@ async def _decide(conn: AsyncConnection, settings: Settings, now: datetime, summ
     await repo.classify_many(conn, [(c.transfer_id, c.reason) for c in outcome.classifications]
                              + [(f.transfer_id, f.kind) for f in outcome.flags], actor=SYSTEM, at=now)
     summary.classified += len(outcome.classifications)
-    await _sync_breaks(conn, outcome.breaks, open_rows, now, summary,
-                       lambda b: _sized(settings, b, free, free_records, now))
+
+
+async def _set_deadlines(conn: AsyncConnection, outcome: Outcome, policy: Policy, free_t: list[TransferFact],
+                         free_r: list[RecordFact], now: datetime, scope_t: dict | None, scope_r: dict | None) -> None:
+    """Items the core left undecided because their grace period runs: the queue brings them back then."""
     decided_t = {i for m in outcome.matches for i in m.transfer_ids} | {i for b in outcome.breaks
                                                                        for i in b.transfer_ids}
     decided_t |= {c.transfer_id for c in outcome.classifications} | {f.transfer_id for f in outcome.flags}
@@ -280,8 +322,7 @@ async def _decide(conn: AsyncConnection, settings: Settings, now: datetime, summ
     later_r = {r.key: r.expected_by or r.created_at + policy.missing_grace for r in free_r
                if r.key not in decided_r and r.status is RecordStatus.COMPLETED
                and (r.expected_by or r.created_at + policy.missing_grace) > now}
-    await repo.set_deadlines(conn, later_t, later_r, scope_t=free if scoped else None,
-                             scope_r=free_records if scoped else None)
+    await repo.set_deadlines(conn, later_t, later_r, scope_t=scope_t, scope_r=scope_r)
 
 
 async def _unmatch_reorged(conn: AsyncConnection, settings: Settings, now: datetime, summary: PassSummary,

@@ -199,6 +199,8 @@ async def main() -> int:
         started = time.perf_counter()
         summary = await reconcile_once(settings, engine, now=START + timedelta(days=3))
         full_s = time.perf_counter() - started
+        print(f"{target}: full pass phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in summary.timings.items()),
+              flush=True)
         incs = [await incremental(url, engine, settings, args.n, block) for block in range(1, 8)]
         await engine.dispose()
         print(f"{target}: bare SQL join {join_s:.2f} s ({joined:,} pairs); full reconciliation {full_s:.2f} s "

@@ -16,6 +16,7 @@ that a full pass with and without this step gives the same matches and breaks.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
@@ -46,8 +47,8 @@ async def foreign_record_wallets(conn: AsyncConnection, ours: frozenset[tuple[in
 
 async def match_unique_pairs(conn: AsyncConnection, *, system: str, now: datetime, window: timedelta,
                              tolerance: Mapping[str, int], finalized_only: frozenset[int],
-                             foreign: set[tuple[int, str]], excluded: frozenset[tuple[int, tuple[str, str]]]
-                             ) -> list[tuple[str, int, int]]:
+                             foreign: set[tuple[int, str]], excluded: frozenset[tuple[int, tuple[str, str]]],
+                             timings: dict[str, float] | None = None) -> list[tuple[str, int, int]]:
     """Write the tx-hash pairs, then the deposit-address pairs. Returns (rule, first match id, last match id) per
     rule that wrote any. The caller audits them and holds the reconciler lock."""
     pg = conn.dialect.name == "postgresql"
@@ -94,7 +95,11 @@ async def match_unique_pairs(conn: AsyncConnection, *, system: str, now: datetim
           AND (r.counterparty IS NULL
                OR CASE WHEN r.kind = 'deposit' THEN t.sender ELSE t.recipient END = r.counterparty)
           AND ({amount_superset})"""
+    started = time.perf_counter()
     out += await _write(conn, "tx_hash", tx_edges, params, system, now, pg)
+    if timings is not None:
+        timings["bulk_tx_hash"] = time.perf_counter() - started
+        started = time.perf_counter()
 
     w = window.total_seconds()
     if pg:
@@ -119,6 +124,8 @@ async def match_unique_pairs(conn: AsyncConnection, *, system: str, now: datetim
           AND {_FREE_T.format(t="t")} AND (r.counterparty IS NULL OR t.sender = r.counterparty)
           AND ({amount_superset}) AND {window_superset}"""
     out += await _write(conn, "deposit_address", deposit_edges, params, system, now, pg)
+    if timings is not None:
+        timings["bulk_deposit_address"] = time.perf_counter() - started
     for table in ("recon_pairs", "recon_foreign"):
         await conn.exec_driver_sql(f"DROP TABLE {table}")
     return out
