@@ -232,20 +232,23 @@ async def _neighbourhood(conn: AsyncConnection, ours: frozenset[tuple[int, str]]
     seen_r: set[tuple[str, str]] = set()
     seen_w: set[tuple[int, str]] = set()
     seen_tx: set[tuple[int, str]] = set()
-    look_t, look_r = set(seeds_t), set(seeds_r)
-    while look_t or look_r:
-        seen_t |= look_t
-        seen_r |= look_r
-        found_t = await repo.free_transfers_where(conn, ids=sorted(look_t)) if look_t else []
-        found_r = await repo.free_records_where(conn, keys=sorted(look_r)) if look_r else []
-        more_t: set[int] = set()
-        more_r: set[tuple[str, str]] = set()
-        for b in await repo.open_breaks_touching(conn, sorted(look_t), sorted(look_r)):
+    by_id, by_key = set(seeds_t), set(seeds_r)  # to fetch by identity
+    wallets: set[tuple[int, str]] = set()  # to fetch by our wallet or tx hash
+    txs: set[tuple[int, str]] = set()
+    while by_id or by_key or wallets or txs:  # each round: one query per table and one for the breaks
+        found_t = await repo.free_transfers_where(conn, ids=sorted(by_id), wallets=sorted(wallets),
+                                                  txs=sorted(txs)) if by_id or wallets or txs else []
+        found_r = await repo.free_records_where(conn, keys=sorted(by_key), wallets=sorted(wallets),
+                                                txs=sorted(txs)) if by_key or wallets or txs else []
+        new_t = (by_id | {t["id"] for t in found_t}) - seen_t
+        new_r = (by_key | {(r["source"], r["external_id"]) for r in found_r}) - seen_r
+        seen_t |= new_t
+        seen_r |= new_r
+        by_id, by_key, wallets, txs = set(), set(), set(), set()
+        for b in await repo.open_breaks_touching(conn, sorted(new_t), sorted(new_r)) if new_t or new_r else []:
             breaks[b["id"]] = b
-            more_t |= set(repo.json.loads(b["transfer_ids"]))
-            more_r |= {tuple(k) for k in repo.json.loads(b["record_keys"])}  # type: ignore[misc]
-        wallets: set[tuple[int, str]] = set()
-        txs: set[tuple[int, str]] = set()
+            by_id |= set(repo.json.loads(b["transfer_ids"])) - seen_t
+            by_key |= {tuple(k) for k in repo.json.loads(b["record_keys"])} - seen_r  # type: ignore[misc]
         for t in found_t:
             free_t[t["id"]] = t
             txs.add((t["chain_id"], t["tx_hash"]))
@@ -259,12 +262,6 @@ async def _neighbourhood(conn: AsyncConnection, ours: frozenset[tuple[int, str]]
         txs -= seen_tx
         seen_w |= wallets
         seen_tx |= txs
-        if wallets or txs:
-            more_t |= {t["id"] for t in await repo.free_transfers_where(conn, wallets=sorted(wallets),
-                                                                         txs=sorted(txs))}
-            more_r |= {(r["source"], r["external_id"]) for r in await repo.free_records_where(
-                conn, wallets=sorted(wallets), txs=sorted(txs))}
-        look_t, look_r = more_t - seen_t, more_r - seen_r
     return free_t, free_r, sorted(breaks.values(), key=lambda b: b["id"])
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, text, tuple_, update
+from sqlalchemy import delete, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.persistence.tables import (
@@ -387,6 +387,11 @@ def _per_chain(chain_col, value_col, pairs: Sequence[tuple]) -> list:  # type: i
             for chain_id, values in sorted(by_chain.items()) for i in range(0, len(values), 1000)]
 
 
+def _ored(predicates: list) -> list:  # type: ignore[type-arg]
+    """OR lookup predicates together, a few per statement: one round trip instead of one per predicate."""
+    return [or_(*predicates[i:i + 8]) for i in range(0, len(predicates), 8)]
+
+
 async def free_transfers_where(conn: AsyncConnection, *, ids: Sequence[int] = (),
                                wallets: Sequence[tuple[int, str]] = (),
                                txs: Sequence[tuple[int, str]] = ()) -> list[dict]:
@@ -394,10 +399,10 @@ async def free_transfers_where(conn: AsyncConnection, *, ids: Sequence[int] = ()
     either side, or in one of these (chain, tx hash)."""
     found: dict[int, dict] = {}
     free = _free_t_clause()
-    queries = [T.c.id.in_(ids[i:i + 1000]) for i in range(0, len(ids), 1000)]
-    queries += _per_chain(T.c.chain_id, T.c.recipient, wallets) + _per_chain(T.c.chain_id, T.c.sender, wallets)
-    queries += _per_chain(T.c.chain_id, T.c.tx_hash, txs)
-    for where in queries:
+    predicates = [T.c.id.in_(ids[i:i + 1000]) for i in range(0, len(ids), 1000)]
+    predicates += _per_chain(T.c.chain_id, T.c.recipient, wallets) + _per_chain(T.c.chain_id, T.c.sender, wallets)
+    predicates += _per_chain(T.c.chain_id, T.c.tx_hash, txs)
+    for where in _ored(predicates):
         rows = await conn.execute(select(*_T_COLS).where(where, free))
         found.update({r["id"]: dict(r) for r in rows.mappings()})
     return list(found.values())
@@ -408,9 +413,9 @@ async def free_records_where(conn: AsyncConnection, *, keys: Sequence[tuple[str,
                              txs: Sequence[tuple[int, str]] = ()) -> list[dict]:
     found: dict[tuple[str, str], dict] = {}
     free = _free_r_clause()
-    queries = _per_chain(RC.c.source, RC.c.external_id, keys)
-    queries += _per_chain(RC.c.chain_id, RC.c.wallet, wallets) + _per_chain(RC.c.chain_id, RC.c.tx_hash, txs)
-    for where in queries:
+    predicates = _per_chain(RC.c.source, RC.c.external_id, keys)
+    predicates += _per_chain(RC.c.chain_id, RC.c.wallet, wallets) + _per_chain(RC.c.chain_id, RC.c.tx_hash, txs)
+    for where in _ored(predicates):
         rows = await conn.execute(select(RC).where(where, free))
         found.update({(r["source"], r["external_id"]): dict(r) for r in rows.mappings()})
     return list(found.values())
@@ -419,18 +424,14 @@ async def free_records_where(conn: AsyncConnection, *, keys: Sequence[tuple[str,
 async def open_breaks_touching(conn: AsyncConnection, transfer_ids: Sequence[int],
                                record_keys: Sequence[tuple[str, str]]) -> list[dict]:
     """Breaks not resolved yet that list one of these transfers or records."""
-    ids: set[int] = set()
-    for i in range(0, len(transfer_ids), 1000):
-        ids |= set((await conn.execute(select(BL.c.break_id).where(
-            BL.c.transfer_id.in_(transfer_ids[i:i + 1000])))).scalars())
-    for where in _per_chain(BL.c.record_source, BL.c.record_external_id, record_keys):
-        ids |= set((await conn.execute(select(BL.c.break_id).where(where))).scalars())
-    out = []
-    ordered = sorted(ids)
-    for i in range(0, len(ordered), 1000):
-        rows = await conn.execute(select(BR).where(BR.c.id.in_(ordered[i:i + 1000]), BR.c.status != "resolved"))
-        out += [dict(r) for r in rows.mappings()]
-    return sorted(out, key=lambda r: r["id"])
+    predicates = [BL.c.transfer_id.in_(transfer_ids[i:i + 1000]) for i in range(0, len(transfer_ids), 1000)]
+    predicates += _per_chain(BL.c.record_source, BL.c.record_external_id, record_keys)
+    found: dict[int, dict] = {}
+    for where in _ored(predicates):
+        rows = await conn.execute(select(BR).where(BR.c.status != "resolved",
+                                                   BR.c.id.in_(select(BL.c.break_id).where(where))))
+        found.update({r["id"]: dict(r) for r in rows.mappings()})
+    return [found[i] for i in sorted(found)]
 
 
 async def lookalike_counterparties(conn: AsyncConnection, shapes: Sequence[str]) -> set[str]:
