@@ -208,7 +208,8 @@ async def _incremental_pass(conn: AsyncConnection, settings: Settings, now: date
     for t_ids, r_keys in await _unmatch_reorged(conn, settings, now, summary, sorted(seeds_t)):
         seeds_t |= set(t_ids)
         seeds_r |= set(r_keys)
-    free, free_records, breaks = await _neighbourhood(conn, _our_wallets(settings), seeds_t, seeds_r)
+    free, free_records, breaks = await _neighbourhood(conn, _our_wallets(settings), seeds_t, seeds_r,
+                                                      timedelta(hours=settings.recon.window_hours))
     excluded = await repo.pairs_unmatched_by_people_near(conn, SYSTEM, sorted(free))
     ours = _our_wallets(settings)
     shapes = sorted({lookalike_shape(t["sender"] if (t["chain_id"], t["recipient"]) in ours else t["recipient"])
@@ -219,8 +220,8 @@ async def _incremental_pass(conn: AsyncConnection, settings: Settings, now: date
 
 
 async def _neighbourhood(conn: AsyncConnection, ours: frozenset[tuple[int, str]], seeds_t: set[int],
-                         seeds_r: set[tuple[str, str]]) -> tuple[dict[int, dict], dict[tuple[str, str], dict],
-                                                                 list[dict]]:
+                         seeds_r: set[tuple[str, str]], window: timedelta
+                         ) -> tuple[dict[int, dict], dict[tuple[str, str], dict], list[dict]]:
     """The free items an incremental pass must decide: the changed ones, and everything that can be matched or
     broken together with them (sharing one of our wallets and a token, or a tx hash, or an open break), to a
     fixed point. The core decides each such component on its own, so deciding the whole components that
@@ -235,11 +236,12 @@ async def _neighbourhood(conn: AsyncConnection, ours: frozenset[tuple[int, str]]
     by_id, by_key = set(seeds_t), set(seeds_r)  # to fetch by identity
     wallets: set[tuple[int, str]] = set()  # to fetch by our wallet or tx hash
     txs: set[tuple[int, str]] = set()
+    between: tuple[datetime, datetime] | None = None
     while by_id or by_key or wallets or txs:  # each round: one query per table and one for the breaks
         found_t = await repo.free_transfers_where(conn, ids=sorted(by_id), wallets=sorted(wallets),
-                                                  txs=sorted(txs)) if by_id or wallets or txs else []
+                                                  txs=sorted(txs), between=between) if by_id or wallets or txs else []
         found_r = await repo.free_records_where(conn, keys=sorted(by_key), wallets=sorted(wallets),
-                                                txs=sorted(txs)) if by_key or wallets or txs else []
+                                                txs=sorted(txs), between=between) if by_key or wallets or txs else []
         new_t = (by_id | {t["id"] for t in found_t}) - seen_t
         new_r = (by_key | {(r["source"], r["external_id"]) for r in found_r}) - seen_r
         seen_t |= new_t
@@ -262,6 +264,10 @@ async def _neighbourhood(conn: AsyncConnection, ours: frozenset[tuple[int, str]]
         txs -= seen_tx
         seen_w |= wallets
         seen_tx |= txs
+        # Every rule that pairs by wallet does so inside the time window, so items on a wallet further than the
+        # window from all of this round's items cannot be decided together with them (tx hashes: no window).
+        times = [t["block_time"] for t in found_t if t["block_time"]] + [r["created_at"] for r in found_r]
+        between = (min(times) - window, max(times) + window) if times else None
     return free_t, free_r, sorted(breaks.values(), key=lambda b: b["id"])
 
 

@@ -54,6 +54,9 @@ async def match_unique_pairs(conn: AsyncConnection, *, system: str, now: datetim
     pg = conn.dialect.name == "postgresql"
     if pg:  # explicit match ids below: keep concurrent manual matches from taking one meanwhile
         await conn.exec_driver_sql("LOCK TABLE matches IN SHARE ROW EXCLUSIVE MODE")
+        # the candidate counts sort and hash a million edges: in memory, not in temporary files (this
+        # transaction only)
+        await conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
     for table in ("recon_pairs", "recon_foreign"):
         await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
     await conn.exec_driver_sql("CREATE TEMPORARY TABLE recon_pairs (match_id BIGINT PRIMARY KEY, tid BIGINT NOT "

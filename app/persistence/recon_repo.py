@@ -394,14 +394,17 @@ def _ored(predicates: list) -> list:  # type: ignore[type-arg]
 
 async def free_transfers_where(conn: AsyncConnection, *, ids: Sequence[int] = (),
                                wallets: Sequence[tuple[int, str]] = (),
-                               txs: Sequence[tuple[int, str]] = ()) -> list[dict]:
+                               txs: Sequence[tuple[int, str]] = (),
+                               between: tuple[datetime, datetime] | None = None) -> list[dict]:
     """Free transfers (see `free_transfers`) with one of these ids, touching one of these (chain, address) on
-    either side, or in one of these (chain, tx hash)."""
+    either side (with a block time `between`, if given), or in one of these (chain, tx hash)."""
     found: dict[int, dict] = {}
     free = _free_t_clause()
     predicates = [T.c.id.in_(ids[i:i + 1000]) for i in range(0, len(ids), 1000)]
-    predicates += _per_chain(T.c.chain_id, T.c.recipient, wallets) + _per_chain(T.c.chain_id, T.c.sender, wallets)
-    predicates += _per_chain(T.c.chain_id, T.c.tx_hash, txs)
+    by_wallet = _per_chain(T.c.chain_id, T.c.recipient, wallets) + _per_chain(T.c.chain_id, T.c.sender, wallets)
+    if between is not None:
+        by_wallet = [p & T.c.block_time.between(*between) for p in by_wallet]
+    predicates += by_wallet + _per_chain(T.c.chain_id, T.c.tx_hash, txs)
     for where in _ored(predicates):
         rows = await conn.execute(select(*_T_COLS).where(where, free))
         found.update({r["id"]: dict(r) for r in rows.mappings()})
@@ -410,11 +413,17 @@ async def free_transfers_where(conn: AsyncConnection, *, ids: Sequence[int] = ()
 
 async def free_records_where(conn: AsyncConnection, *, keys: Sequence[tuple[str, str]] = (),
                              wallets: Sequence[tuple[int, str]] = (),
-                             txs: Sequence[tuple[int, str]] = ()) -> list[dict]:
+                             txs: Sequence[tuple[int, str]] = (),
+                             between: tuple[datetime, datetime] | None = None) -> list[dict]:
+    """Free records with one of these keys, on one of these (chain, wallet) (created `between`, if given), or
+    naming one of these (chain, tx hash)."""
     found: dict[tuple[str, str], dict] = {}
     free = _free_r_clause()
     predicates = _per_chain(RC.c.source, RC.c.external_id, keys)
-    predicates += _per_chain(RC.c.chain_id, RC.c.wallet, wallets) + _per_chain(RC.c.chain_id, RC.c.tx_hash, txs)
+    by_wallet = _per_chain(RC.c.chain_id, RC.c.wallet, wallets)
+    if between is not None:
+        by_wallet = [p & RC.c.created_at.between(*between) for p in by_wallet]
+    predicates += by_wallet + _per_chain(RC.c.chain_id, RC.c.tx_hash, txs)
     for where in _ored(predicates):
         rows = await conn.execute(select(RC).where(where, free))
         found.update({(r["source"], r["external_id"]): dict(r) for r in rows.mappings()})

@@ -235,3 +235,31 @@ async def test_editing_a_match_written_in_bulk_is_caught_by_audit_verify(databas
         assert why is not None and "digest" in why
     finally:
         await engine.dispose()
+
+
+async def test_a_late_record_finds_its_transfer_hours_earlier_on_the_same_wallet(database_url: str,
+                                                                                 tmp_path: Path) -> None:
+    """The incremental pass looks up a wallet's free items within the matching window of the changed ones: a
+    deposit recorded 5 h after its transfer (window 6 h) still finds it, and the unmatched break closes."""
+    settings = _settings(database_url, tmp_path)
+    engine = make_engine(database_url)
+    when = START + timedelta(hours=2)
+    transfer = {"id": 7, "chain_id": 1, "token": USDT, "sender": EXTERNAL[1], "recipient": DEPOSITS[7],
+                "amount": 4_200_000, "tx_hash": f"0x{7:064x}", "log_index": 0, "block_number": 3,
+                "block_hash": f"0x{3:064x}", "state": "finalized", "block_time": when, "seen_at": when,
+                "confirmed_at": when, "finalized_at": when}
+    record = {"source": "core", "external_id": "late-1", "version": 1, "kind": "deposit", "chain_id": 1,
+              "token": USDT, "amount": 4_200_000, "wallet": DEPOSITS[7], "counterparty": None, "tx_hash": None,
+              "log_index": None, "reference": None, "segregation": "customer", "status": "completed",
+              "created_at": when + timedelta(hours=5), "expected_by": None, "ingested_at": when}
+    try:
+        await _load(engine, [transfer], [], mark=False)
+        await reconcile_once(settings, engine, now=NOW)
+        assert (await _snapshot(engine))[1] == {("unmatched_transfer", "[7]", "[]")}
+        await _load(engine, [], [record], mark=True)
+        summary = await reconcile_once(settings, engine, now=NOW)
+        matches, breaks, _ = await _snapshot(engine)
+        assert not summary.full and summary.closed == 1
+        assert matches == {("deposit_address", (7,), (("core", "late-1"),))} and breaks == set()
+    finally:
+        await engine.dispose()
