@@ -11,10 +11,9 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.persistence.tables import AuditEntry, MatchRow
+from app.persistence.tables import AuditEntry
 
 A = AuditEntry.__table__
-M = MatchRow.__table__
 BATCH_PREFIX = "matches:"
 GENESIS = "0" * 64
 
@@ -82,6 +81,13 @@ _PG_DIGEST = """
     FROM matches WHERE id BETWEEN :first AND :last"""
 
 
+_SQLITE_ROWS = """
+    SELECT id || char(31) || rule || char(31) || rule_version || char(31) || transfer_ids || char(31) ||
+           record_keys || char(31) || candidates || char(31) || facts || char(31) || created_at || char(31) ||
+           created_by || char(10)
+    FROM matches WHERE id BETWEEN :first AND :last ORDER BY id"""
+
+
 async def matches_digest(conn: AsyncConnection, first_id: int, last_id: int) -> str:
     """SHA-256 over the immutable columns of matches `first_id`..`last_id`, as stored: a batch of matches written
     in one statement is audited by one entry carrying this digest (`verify` recomputes it). Computed in the
@@ -90,14 +96,10 @@ async def matches_digest(conn: AsyncConnection, first_id: int, last_id: int) -> 
     if conn.dialect.name == "postgresql":  # in the database: a million rows need not cross the wire
         return str(await conn.scalar(text(_PG_DIGEST), {"first": first_id, "last": last_id}))
     digest = hashlib.sha256()
-    cols = [M.c.id, M.c.rule, M.c.rule_version, M.c.transfer_ids, M.c.record_keys, M.c.candidates, M.c.facts,
-            M.c.created_at, M.c.created_by]
-    result = await conn.stream(select(*cols).where(M.c.id.between(first_id, last_id)).order_by(M.c.id)
-                               .execution_options(yield_per=50_000))
+    result = await conn.stream(text(_SQLITE_ROWS).execution_options(yield_per=50_000),
+                               {"first": first_id, "last": last_id})
     async for rows in result.partitions():
-        digest.update("".join(f"{i}\x1f{rule}\x1f{version}\x1f{t}\x1f{r}\x1f{c}\x1f{f}\x1f"
-                              f"{at.astimezone(UTC).isoformat()}\x1f{by}\n"
-                              for i, rule, version, t, r, c, f, at, by in rows).encode())
+        digest.update("".join(row[0] for row in rows).encode())
     return digest.hexdigest()
 
 

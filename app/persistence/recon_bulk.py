@@ -60,7 +60,8 @@ async def match_unique_pairs(conn: AsyncConnection, *, system: str, now: datetim
     for table in ("recon_pairs", "recon_foreign"):
         await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
     await conn.exec_driver_sql("CREATE TEMPORARY TABLE recon_pairs (match_id BIGINT PRIMARY KEY, tid BIGINT NOT "
-                               "NULL, rid BIGINT NOT NULL)")
+                               "NULL, rid BIGINT NOT NULL, block_hash TEXT, source TEXT, external_id TEXT, "
+                               "record_keys TEXT, facts TEXT)")
     await conn.exec_driver_sql("CREATE TEMPORARY TABLE recon_foreign (chain_id BIGINT NOT NULL, wallet TEXT NOT "
                                "NULL, PRIMARY KEY (chain_id, wallet))")
     if foreign:
@@ -88,7 +89,7 @@ async def match_unique_pairs(conn: AsyncConnection, *, system: str, now: datetim
     out = []
 
     tx_edges = f"""
-        SELECT r.id AS rid, t.id AS tid,
+        SELECT r.id AS rid, t.id AS tid, {_carried(pg)},
                CASE WHEN r.kind IN ('deposit', 'withdrawal') AND {exact_common} THEN 1 ELSE 0 END AS ok
         FROM records r JOIN transfers t ON t.chain_id = r.chain_id AND t.tx_hash = r.tx_hash
              AND (r.log_index IS NULL OR t.log_index = r.log_index)
@@ -118,7 +119,7 @@ async def match_unique_pairs(conn: AsyncConnection, *, system: str, now: datetim
         AND r2.tx_hash = t.tx_hash AND (r2.log_index IS NULL OR r2.log_index = t.log_index)
         AND {_FREE_R.format(r="r2")})"""
     deposit_edges = f"""
-        SELECT r.id AS rid, t.id AS tid,
+        SELECT r.id AS rid, t.id AS tid, {_carried(pg)},
                CASE WHEN {exact_common} AND {window_exact} AND NOT {tx_candidate_of_free_record}
                     THEN 1 ELSE 0 END AS ok
         FROM records r JOIN transfers t ON t.chain_id = r.chain_id AND t.token = r.token AND t.recipient = r.wallet
@@ -149,48 +150,50 @@ def _not_unmatched_by_people(excluded: frozenset[tuple[int, tuple[str, str]]], p
     return f"{not_t} AND {not_r}"
 
 
+def _carried(pg: bool) -> str:
+    """What a match row needs from its transfer and record, selected with each candidate edge (so the writes
+    need not join the big tables again): the block hash, the record key, and the facts compared, as JSON."""
+    if pg:
+        keys = "json_build_array(json_build_array(r.source, r.external_id))::text"
+        facts = ("json_build_object('record', json_build_array(r.token, r.wallet, r.counterparty, r.amount::text, "
+                 "r.tx_hash, r.log_index), 'transfer', json_build_array(t.token, t.sender, t.recipient, "
+                 "t.amount::text, t.tx_hash, t.log_index))::text")
+    else:
+        keys = "json_array(json_array(r.source, r.external_id))"
+        facts = ("json_object('record', json_array(r.token, r.wallet, r.counterparty, r.amount, r.tx_hash, "
+                 "r.log_index), 'transfer', json_array(t.token, t.sender, t.recipient, t.amount, t.tx_hash, "
+                 "t.log_index))")
+    return (f"t.block_hash AS block_hash, r.source AS source, r.external_id AS external_id, "
+            f"{keys} AS record_keys, {facts} AS facts")
+
+
 async def _write(conn: AsyncConnection, rule: str, edges: str, params: dict[str, object], system: str,
                  now: datetime, pg: bool) -> list[tuple[str, int, int]]:
     await conn.exec_driver_sql("DELETE FROM recon_pairs")
     base = int(await conn.scalar(text("SELECT coalesce(max(id), 0) FROM matches")) or 0)
     await conn.execute(text(f"""
-        INSERT INTO recon_pairs (match_id, tid, rid)
-        SELECT :base + row_number() OVER (ORDER BY tid), tid, rid FROM (
-            SELECT rid, tid, ok, count(*) OVER (PARTITION BY rid) AS per_record,
+        INSERT INTO recon_pairs (match_id, tid, rid, block_hash, source, external_id, record_keys, facts)
+        SELECT :base + row_number() OVER (ORDER BY tid), tid, rid, block_hash, source, external_id, record_keys,
+               facts FROM (
+            SELECT e.*, count(*) OVER (PARTITION BY rid) AS per_record,
                    count(*) OVER (PARTITION BY tid) AS per_transfer
             FROM ({edges}) e) c
         WHERE ok = 1 AND per_record = 1 AND per_transfer = 1"""), {**params, "base": base})
     count = int(await conn.scalar(text("SELECT count(*) FROM recon_pairs")) or 0)
     if not count:
         return []
-    if pg:
-        keys = "json_build_array(json_build_array(r.source, r.external_id))::text"
-        facts = ("json_build_object('record', json_build_array(r.token, r.wallet, r.counterparty, r.amount::text, "
-                 "r.tx_hash, r.log_index), 'transfer', json_build_array(t.token, t.sender, t.recipient, "
-                 "t.amount::text, t.tx_hash, t.log_index))::text")
-        at = "CAST(:now AS TIMESTAMPTZ)"
-    else:
-        keys = "json_array(json_array(r.source, r.external_id))"
-        facts = ("json_object('record', json_array(r.token, r.wallet, r.counterparty, r.amount, r.tx_hash, "
-                 "r.log_index), 'transfer', json_array(t.token, t.sender, t.recipient, t.amount, t.tx_hash, "
-                 "t.log_index))")
-        at = ":now"
+    at = "CAST(:now AS TIMESTAMPTZ)" if pg else ":now"
     stmt = text(f"""
         INSERT INTO matches (id, rule, rule_version, transfer_ids, record_keys, candidates, facts, created_at,
                              created_by)
-        SELECT p.match_id, :rule, :version, '[' || p.tid || ']', {keys}, '[' || p.tid || ']', {facts}, {at},
-               :system
-        FROM recon_pairs p JOIN transfers t ON t.id = p.tid JOIN records r ON r.id = p.rid""").bindparams(
-        bindparam("now", type_=UTCDateTime()))
+        SELECT match_id, :rule, :version, '[' || tid || ']', record_keys, '[' || tid || ']', facts, {at}, :system
+        FROM recon_pairs ORDER BY match_id""").bindparams(bindparam("now", type_=UTCDateTime()))
     await conn.execute(stmt, {"rule": rule, "version": RULE_VERSION, "system": system, "now": now})
-    await conn.execute(text("""
+    yes = "true" if pg else "1"
+    await conn.exec_driver_sql(f"""
         INSERT INTO match_links (match_id, transfer_id, block_hash, record_source, record_external_id, active)
-        SELECT p.match_id, p.tid, t.block_hash, NULL, NULL, :yes FROM recon_pairs p JOIN transfers t ON t.id = p.tid
-        """), {"yes": True})
-    await conn.execute(text("""
-        INSERT INTO match_links (match_id, transfer_id, block_hash, record_source, record_external_id, active)
-        SELECT p.match_id, NULL, NULL, r.source, r.external_id, :yes FROM recon_pairs p JOIN records r ON r.id = p.rid
-        """), {"yes": True})
+        SELECT match_id, tid, block_hash, NULL, NULL, {yes} FROM recon_pairs
+        UNION ALL SELECT match_id, NULL, NULL, source, external_id, {yes} FROM recon_pairs""")
     if pg:
         await conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('matches', 'id'), "
                                    "(SELECT max(id) FROM matches))")

@@ -190,7 +190,12 @@ async def classify_many(conn: AsyncConnection, items: list[tuple[int, str]], *, 
 async def remove_match(conn: AsyncConnection, match_id: int, *, actor: str, reason: str, at: datetime) -> None:
     await conn.execute(update(M).where(M.c.id == match_id).values(removed_at=at, removed_by=actor,
                                                                     removed_reason=reason))
-    await conn.execute(update(ML).where(ML.c.match_id == match_id).values(active=False))
+    row = (await conn.execute(select(M.c.transfer_ids, M.c.record_keys).where(M.c.id == match_id))).one()
+    sides = [ML.c.transfer_id.in_(json.loads(row.transfer_ids))]
+    sides += _per_chain(ML.c.record_source, ML.c.record_external_id, [tuple(k) for k in json.loads(row.record_keys)])
+    # found through the transfer and record indexes: match_links has no index on match_id (a million-match
+    # bulk pass would maintain it for this one rare update)
+    await conn.execute(update(ML).where(ML.c.match_id == match_id, or_(*sides)).values(active=False))
 
 
 async def classified_transfer_ids(conn: AsyncConnection) -> set[int]:

@@ -232,7 +232,7 @@ class MatchLink(SQLModel, table=True):
     __table_args__ = (Index("ix_match_links_transfer", "transfer_id", "active"),
                       Index("ix_match_links_record", "record_source", "record_external_id", "active"))
     id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
-    match_id: int = Field(sa_column=Column(BigInt(), nullable=False, index=True))
+    match_id: int = Field(sa_column=Column(BigInt(), nullable=False))
     transfer_id: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
     block_hash: str | None = None
     record_source: str | None = None
