@@ -21,6 +21,9 @@ chains_cli = typer.Typer(help="Chains: status and incident handling.", invoke_wi
 balances_cli = typer.Typer(help="Balance checks against balanceOf.", no_args_is_help=True)
 records_cli = typer.Typer(help="Internal records (deposits, withdrawals, internal transfers).", no_args_is_help=True)
 audit_cli = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+keys_cli = typer.Typer(help="API keys and their scopes (treasury, ops, approver, ingest, feed, admin).",
+                       no_args_is_help=True)
+cli.add_typer(keys_cli, name="keys")
 cli.add_typer(records_cli, name="records")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(db_cli, name="db")
@@ -326,6 +329,78 @@ def audit_verify(ctx: typer.Context) -> None:
         err.print(f"audit log BROKEN at entry {bad}: {why} ({checked} entries read)", markup=False)
         raise typer.Exit(1)
     console.print(f"audit log intact: {checked} entries")
+
+
+def _with_engine(settings: Settings, work: object) -> None:
+    """Run `work(engine)` on a fresh engine, disposed after; errors of the app print as one line, exit 1."""
+    from app.persistence.db import make_engine
+
+    async def run() -> None:
+        engine = make_engine(settings.database_url)
+        try:
+            await work(engine)  # type: ignore[operator]
+        finally:
+            await engine.dispose()
+
+    _run(run())
+
+
+@keys_cli.command("create")
+def keys_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="who uses the key: the actor in the audit trail")],
+    scope: Annotated[str, typer.Option("--scope", help="comma-separated: treasury,ops,approver,ingest,feed,admin")],
+) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    from app.access import create_key, parse_scopes
+
+    settings = _settings(ctx)
+    _upgrade(settings)
+    try:
+        scopes = parse_scopes(scope)
+    except SettleError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+
+    async def work(engine: object) -> None:
+        key = await create_key(engine, name=name, scopes=scopes, actor="cli")  # type: ignore[arg-type]
+        console.print(key, highlight=False, markup=False, soft_wrap=True)
+        err.print(f"key {name!r} created with scopes {', '.join(scopes)}; it is not shown again",
+                  highlight=False, markup=False)
+
+    _with_engine(settings, work)
+
+
+@keys_cli.command("list")
+def keys_list(ctx: typer.Context) -> None:
+    """Every key: name, prefix, scopes, created, revoked."""
+    from app.access import list_keys
+
+    settings = _settings(ctx)
+    _upgrade(settings)
+
+    async def work(engine: object) -> None:
+        for k in await list_keys(engine):  # type: ignore[arg-type]
+            state = f"revoked {k['revoked_at'].isoformat()}" if k["revoked_at"] else "active"
+            console.print(f"{k['name']}\t{k['prefix']}...\t{','.join(k['scopes'])}\t"
+                          f"created {k['created_at'].isoformat()}\t{state}", highlight=False, markup=False)
+
+    _with_engine(settings, work)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(ctx: typer.Context, name: Annotated[str, typer.Argument(help="the key's name")]) -> None:
+    """Revoke a key: it stops working at once; its name stays taken and in the audit trail."""
+    from app.access import revoke_key
+
+    settings = _settings(ctx)
+    _upgrade(settings)
+
+    async def work(engine: object) -> None:
+        await revoke_key(engine, name, actor="cli")  # type: ignore[arg-type]
+        console.print(f"key {name!r} revoked", highlight=False, markup=False)
+
+    _with_engine(settings, work)
 
 
 def main() -> None:

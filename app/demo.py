@@ -10,6 +10,7 @@ units, converted to base units (ints) with `parse_units`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import logging
@@ -183,7 +184,19 @@ def free_port_from(start: int) -> int:
     raise SystemExit(f"demo: no free port in {start}..{start + 49}")
 
 
-def banner(base: str, config: Path, db: Path, chains: Sequence[DemoChain], traffic_on: bool) -> str:
+async def demo_key(settings: Settings) -> str:
+    """A key with every scope for the demo's fresh database (printed in the banner)."""
+    from app.access import Scope, create_key
+    from app.persistence.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        return await create_key(engine, name="demo", scopes=list(Scope), actor="demo")
+    finally:
+        await engine.dispose()
+
+
+def banner(base: str, config: Path, db: Path, chains: Sequence[DemoChain], traffic_on: bool, key: str) -> str:
     """What to look at and how: the URLs, the chains with their anvil pids, curl examples."""
     rows = [f"  {c.name:9} chain {c.anvil.chain_id}  rpc {c.anvil.url}  anvil pid {c.anvil.pid}  "
             + " ".join(f"{s} {t.address}" for s, t in c.tokens.items()) for c in chains]
@@ -193,10 +206,12 @@ def banner(base: str, config: Path, db: Path, chains: Sequence[DemoChain], traff
     live = f"a new customer deposit every {TRAFFIC_EVERY_S:g} s" if traffic_on else "off (--no-traffic)"
     return "\n".join([
         "", "settle demo", f"  API       {base}   (OpenAPI docs: {base}/docs)", f"  config    {config}",
-        f"  database  {db}", *rows, *wallets, f"  traffic   {live}", "", "Try:",
-        f"  curl -s {base}/v1/health", f"  curl -s {base}/v1/chains",
-        f"  curl -s '{base}/v1/transfers?chain=devnet-a&limit=5'",
-        f"  curl -s '{base}/v1/transfers?state=seen'    # the newest, not yet confirmed", f"  open {base}/docs",
+        f"  database  {db}", *rows, *wallets, f"  traffic   {live}", f"  API key   {key}   (every scope)", "",
+        "Try:", f"  export SETTLE_KEY={key}", f"  curl -s {base}/v1/health",
+        f"  curl -s -H \"Authorization: Bearer $SETTLE_KEY\" {base}/v1/chains",
+        f"  curl -s -H \"Authorization: Bearer $SETTLE_KEY\" '{base}/v1/transfers?chain=devnet-a&limit=5'",
+        f"  curl -s -H \"Authorization: Bearer $SETTLE_KEY\" '{base}/v1/transfers?state=seen'    # not yet confirmed",
+        f"  open {base}/docs    (Authorize with the key)",
         f"  {settle if settle.exists() else 'settle'} -c {config} chains", "Press Ctrl-C to stop.", ""])
 
 
@@ -233,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings)
         logging.getLogger("httpx").setLevel(logging.WARNING)  # the devnet client's per-request lines
         upgrade(settings.database_url)
+        key = asyncio.run(demo_key(settings))
         server = uvicorn.Server(uvicorn.Config(create_app(settings, run_watchers=True), host=HOST, port=port,
                                                log_config=None, timeout_graceful_shutdown=5))
         shutdown.server = server
@@ -243,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timer = threading.Timer(args.exit_after, lambda: setattr(server, "should_exit", True))
             timer.daemon = True
             threads.append(timer)
-        print(banner(f"http://{HOST}:{port}", config, db, chains, not args.no_traffic), flush=True)
+        print(banner(f"http://{HOST}:{port}", config, db, chains, not args.no_traffic, key), flush=True)
         for thread in threads:
             thread.start()
         server.run()

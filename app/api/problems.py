@@ -30,7 +30,10 @@ def install(app: FastAPI) -> None:
         elif isinstance(exc, RecordsRejected):
             extra = {"errors": [{"index": e.index, "field": f"items[{e.index}].{e.field}" if e.index >= 0 else e.field,
                                  "reason": e.reason} for e in exc.errors]}
-        return problem(exc.status_code, exc.title, str(exc), **extra)
+        reply = problem(exc.status_code, exc.title, str(exc), **extra)
+        if exc.status_code == 401:
+            reply.headers["WWW-Authenticate"] = 'Bearer realm="settle"'
+        return reply
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

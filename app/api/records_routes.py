@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from app.access import Principal, Scope
+from app.api.auth import AUTH, require
 from app.errors import NotFound
 from app.persistence import records_repo
 from app.records import ingest
@@ -22,16 +24,17 @@ EXAMPLE = [{"source": "core", "external_id": "dep-2026-000123", "kind": "deposit
             "reference": "cust-889", "created_at": "2026-11-27T09:15:00Z"}]
 
 
-@router.post("/records", status_code=201, responses={409: {"description": "an immutable field differs"},
+@router.post("/records", status_code=201, responses={**AUTH, 409: {"description": "an immutable field differs"},
                                                       413: {"description": "more than 10,000 items"},
                                                       422: {"description": "invalid items, nothing written"}})
 async def post_records(
     request: Request,
     items: Annotated[list[dict[str, Any]], Body(examples=[EXAMPLE])],
-    x_actor: Annotated[str, Header(description="who sends (audit trail)")] = "api",
+    caller: Annotated[Principal, Depends(require(Scope.INGEST))],
 ) -> JSONResponse:
-    """Ingest records. Validated all or nothing; errors name `items[i].field` and the reason."""
-    counts = await ingest(request.app.state.settings, request.app.state.engine, items, actor=x_actor)
+    """Ingest records. Validated all or nothing; errors name `items[i].field` and the reason. The audit trail
+    records the key's name as the actor."""
+    counts = await ingest(request.app.state.settings, request.app.state.engine, items, actor=caller.name)
     return JSONResponse(counts, status_code=201 if counts["created"] or counts["updated"] else 200)
 
 
@@ -42,14 +45,15 @@ def _out(settings: Any, r: dict) -> dict[str, Any]:
             "amount_base_units": str(r["amount"])}
 
 
-@router.get("/records")
+@router.get("/records", dependencies=[Depends(require(Scope.OPS, Scope.INGEST))], responses=AUTH)
 async def list_records(request: Request, status: Annotated[RecordStatus | None, Query()] = None) -> list[dict]:
     async with request.app.state.engine.connect() as conn:
         rows = await records_repo.all_current(conn, status.value if status else None)
     return [_out(request.app.state.settings, r) for r in rows]
 
 
-@router.get("/records/{source}/{external_id}")
+@router.get("/records/{source}/{external_id}", dependencies=[Depends(require(Scope.OPS, Scope.INGEST))],
+            responses=AUTH)
 async def get_record(request: Request, source: str, external_id: str) -> dict:
     async with request.app.state.engine.connect() as conn:
         current = await records_repo.current_by_key(conn, [(source, external_id)])

@@ -6,10 +6,12 @@ import base64
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.access import Scope
+from app.api.auth import AUTH, require
 from app.api.schemas import ChainOut, HealthOut, TransferOut, TransferPage
 from app.errors import BadRequest
 from app.persistence import transfers_repo as repo
@@ -60,7 +62,7 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), status_code=503 if status == "alert" else 200)
 
 
-@router.get("/chains", response_model=list[ChainOut])
+@router.get("/chains", response_model=list[ChainOut], dependencies=[Depends(require())], responses=AUTH)
 async def chains(request: Request) -> list[ChainOut]:
     """Head, indexed block, safe and finalized marks, lag, state, last error and (redacted) RPC endpoints."""
     return await _chains(*_ctx(request))
@@ -79,7 +81,8 @@ def _encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
 
 
-@router.get("/transfers", response_model=TransferPage)
+@router.get("/transfers", response_model=TransferPage, dependencies=[Depends(require(Scope.TREASURY, Scope.OPS))],
+            responses=AUTH)
 async def transfers(
     request: Request,
     chain: Annotated[str | None, Query(description="chain name")] = None,

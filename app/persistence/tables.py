@@ -323,3 +323,19 @@ class ReconDirty(SQLModel, table=True):
     record_source: str | None = None
     record_external_id: str | None = None
     not_before: datetime | None = Field(default=None, sa_column=_time())
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key: only its SHA-256 is stored (keys are 256-bit random, so a fast hash is enough); `prefix` is
+    the key's first characters, to recognise it in a list. Revoked keys are kept (the audit trail names them)."""
+
+    __tablename__ = "api_keys"
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    name: str = Field(unique=True)
+    key_hash: str = Field(unique=True)
+    prefix: str
+    scopes: str  # JSON list
+    created_at: datetime = Field(sa_column=_time(False))
+    created_by: str
+    revoked_at: datetime | None = Field(default=None, sa_column=_time())
+    revoked_by: str | None = None

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.main import create_app
 from chains.devnet import MAX_UINT256
-from tests.support.harness import Devnet, address_for, index_once, indexed, make_settings, wallet
+from tests.support.harness import Devnet, address_for, bearer, index_once, indexed, make_settings, wallet
 
 DEPOSIT = address_for("deposit-api")
 HOT = address_for("hot-api")
@@ -24,8 +24,9 @@ def _settings(tmp_path: Path, url: str, chain: Devnet, rpc: str | None = None):
                          [wallet(DEPOSIT, "dep"), wallet(HOT, "hot", "hot", "house")])
 
 
-def _client(app: object) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")  # type: ignore[arg-type]
+def _client(app: object, headers: dict[str, str]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",  # type: ignore[arg-type]
+                             headers=headers)
 
 
 async def _indexed_app(chain: Devnet, engine: AsyncEngine, url: str, tmp_path: Path):
@@ -46,7 +47,7 @@ async def test_transfers_paginate_by_keyset_with_exact_amounts(chain_a: Devnet, 
                                                               database_url: str, tmp_path: Path) -> None:
     settings, app = await _indexed_app(chain_a, engine, database_url, tmp_path)
     seen: list[dict] = []
-    async with _client(app) as client:
+    async with _client(app, await bearer(engine)) as client:
         cursor = None
         while True:
             params = {"limit": 7, **({"cursor": cursor} if cursor else {})}
@@ -85,7 +86,7 @@ async def test_bad_query_parameters_get_a_problem_naming_the_field(
     status: int,
 ) -> None:
     app = create_app(_settings(tmp_path, database_url, chain_a), engine=engine)
-    async with _client(app) as client:
+    async with _client(app, await bearer(engine)) as client:
         reply = await client.get("/v1/transfers", params=params)
     assert reply.status_code == status
     assert reply.headers["content-type"] == "application/problem+json"
@@ -99,13 +100,13 @@ async def test_health_and_chains_report_lag_state_and_redacted_endpoints(
     secret_url = chain_a.anvil.url + "/v3/0123456789abcdef0123456789abcdef"
     settings = _settings(tmp_path, database_url, chain_a)
     app = create_app(settings, engine=engine)
-    async with _client(app) as client:
+    async with _client(app, await bearer(engine)) as client:
         before = (await client.get("/v1/health")).json()
         await index_once(settings, engine)
         health = (await client.get("/v1/health")).json()
         chains = (await client.get("/v1/chains")).json()
         redacted = create_app(_settings(tmp_path, database_url, chain_a, rpc=secret_url), engine=engine)
-    async with _client(redacted) as client:
+    async with _client(redacted, await bearer(engine)) as client:
         shown = (await client.get("/v1/chains")).text
     assert before["status"] == "degraded" and before["chains"][0]["state"] == "not started"
     assert health == {"status": "ok", "chains": [{"name": "a", "chain_id": chain_a.chain_id, "state": "live",
@@ -122,7 +123,7 @@ async def test_serve_runs_the_watchers_in_the_same_process(chain_a: Devnet, engi
     usdc.mint(CUSTOMER, 10**9)
     usdc.transfer(CUSTOMER, DEPOSIT, 7_000_000)
     app = create_app(_settings(tmp_path, database_url, chain_a), engine=engine, run_watchers=True)
-    async with app.router.lifespan_context(app), _client(app) as client:
+    async with app.router.lifespan_context(app), _client(app, await bearer(engine)) as client:
         for _ in range(200):
             items = (await client.get("/v1/transfers")).json()["items"]
             if items:
@@ -144,6 +145,6 @@ async def test_health_is_503_when_a_chain_is_in_alert(chain_a: Devnet, engine: A
     settings = _settings(tmp_path, database_url, chain_a)
     await index_once(settings, engine)
     await SqlWatcherStore(engine).set_alert(chain_a.chain_id, "reorg below finality")
-    async with _client(create_app(settings, engine=engine)) as client:
+    async with _client(create_app(settings, engine=engine), await bearer(engine)) as client:
         reply = await client.get("/v1/health")
     assert reply.status_code == 503 and reply.json()["status"] == "alert"

@@ -69,6 +69,10 @@ def test_demo_serves_live_data_and_stops_cleanly(tmp_path: Path, stop_signal: si
                            lambda: client.get("/v1/health").status_code in (200, 503), proc, log)
             assert health
             anvil_pids = [int(p) for p in re.findall(r"anvil pid (\d+)", log.read_text())]
+            keys = re.findall(r"API key\s+(stk_\S+)", log.read_text())
+            assert len(keys) == 1, log.read_text()
+            assert client.get("/v1/chains").status_code == 401  # the demo's API wants its key too
+            client.headers["Authorization"] = f"Bearer {keys[0]}"
             assert len(anvil_pids) == 2, log.read_text()
             assert all(_anvil_alive(pid) for pid in anvil_pids)
 

@@ -12,15 +12,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.main import create_app
-from tests.support.harness import Devnet, address_for, make_settings, wallet, write_toml
+from tests.support.harness import Devnet, address_for, bearer, make_settings, wallet, write_toml
 
 REPO = Path(__file__).parents[2]
 DEP = address_for("api-rec-dep")
 ALICE = address_for("api-rec-alice")
 
 
-def _client(app: object) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")  # type: ignore[arg-type]
+def _client(app: object, headers: dict[str, str]) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",  # type: ignore[arg-type]
+                             headers=headers)
 
 
 def _item(chain: Devnet, ext: str, **extra: object) -> dict:
@@ -35,9 +36,8 @@ async def test_post_records_is_all_or_nothing_with_errors_naming_the_item_and_fi
     settings = make_settings(tmp_path, database_url, [chain_a.chain_config("a")], chain_a.token_configs("a"),
                              [wallet(DEP, "dep")])
     app = create_app(settings, engine=engine)
-    async with _client(app) as client:
-        bad = await client.post("/v1/records", json=[_item(chain_a, "r1"), _item(chain_a, "r2", amount="2.5000001")],
-                                headers={"X-Actor": "core-feed"})
+    async with _client(app, await bearer(engine, "ingest", name="core-feed")) as client:
+        bad = await client.post("/v1/records", json=[_item(chain_a, "r1"), _item(chain_a, "r2", amount="2.5000001")])
         good = await client.post("/v1/records", json=[_item(chain_a, "r1"), _item(chain_a, "r2")])
         again = await client.post("/v1/records", json=[_item(chain_a, "r1")])
         conflict = await client.post("/v1/records", json=[_item(chain_a, "r1", amount="3")])
@@ -50,7 +50,7 @@ async def test_post_records_is_all_or_nothing_with_errors_naming_the_item_and_fi
     assert again.status_code == 200 and again.json()["unchanged"] == 1
     assert conflict.status_code == 409 and conflict.json()["errors"][0]["field"] == "items[0].amount"
     assert one.json()["amount"] == "2.5" and one.json()["amount_base_units"] == "2500000"
-    assert [v["version"] for v in one.json()["versions"]] == [1]
+    assert [(v["version"], v["actor"]) for v in one.json()["versions"]] == [(1, "core-feed")]  # the key's name
     assert too_many.status_code == 413
 
 

@@ -140,3 +140,14 @@ def write_toml(path: Path, *, database_url: str, data_dir: Path, chains: list[di
             lines += [f"{k} = {_toml_value(v)}" for k, v in item.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+async def bearer(engine: AsyncEngine, *scopes: str, name: str | None = None) -> dict[str, str]:
+    """Headers with a new API key holding these scopes (all of them if none are named)."""
+    import secrets
+
+    from app.access import Scope, create_key
+
+    key = await create_key(engine, name=name or f"test-{secrets.token_hex(4)}",
+                           scopes=[Scope(s) for s in scopes] or list(Scope), actor="test")
+    return {"Authorization": f"Bearer {key}"}

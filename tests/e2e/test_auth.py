@@ -1,0 +1,124 @@
+"""API keys and scopes: every endpoint x every scope x no key / unknown key / revoked key, and the keys CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.access import Scope, create_key, revoke_key
+from app.api.main import create_app
+from app.settings import Settings
+from tests.support.harness import address_for, write_toml
+
+REPO = Path(__file__).parents[2]
+USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
+DEP = address_for("auth-dep")
+RECORD = {"source": "core", "external_id": "auth-1", "kind": "deposit", "chain": "eth", "token": USDC,
+          "amount": "1.5", "wallet": DEP, "segregation": "customer", "status": "pending",
+          "created_at": "2026-11-27T09:00:00Z"}
+
+# (method, path, body, scopes that may call it; empty: any valid key; None: no key needed)
+ENDPOINTS: list[tuple[str, str, object, set[Scope] | None]] = [
+    ("GET", "/v1/health", None, None),
+    ("GET", "/v1/chains", None, set()),
+    ("GET", "/v1/transfers", None, {Scope.TREASURY, Scope.OPS}),
+    ("POST", "/v1/records", [RECORD], {Scope.INGEST}),
+    ("GET", "/v1/records", None, {Scope.OPS, Scope.INGEST}),
+    ("GET", "/v1/records/core/auth-1", None, {Scope.OPS, Scope.INGEST}),
+]
+
+
+def _settings(tmp_path: Path, url: str) -> Settings:
+    return Settings(database_url=url, data_dir=tmp_path, chains=[
+        {"name": "eth", "chain_id": 1, "rpc_urls": ["http://127.0.0.1:1"]}],
+        tokens=[{"chain": "eth", "address": USDC, "symbol": "USDC", "decimals": 6}],
+        wallets=[{"address": DEP, "label": "d", "kind": "deposit", "segregation": "customer"}])  # type: ignore[list-item]
+
+
+async def test_every_endpoint_answers_401_403_or_success_by_key_and_scope(engine: AsyncEngine, database_url: str,
+                                                                        tmp_path: Path) -> None:
+    app = create_app(_settings(tmp_path, database_url), engine=engine)
+    keys = {scope: await create_key(engine, name=f"only-{scope.value}", scopes=[scope], actor="test")
+            for scope in Scope}
+    revoked = await create_key(engine, name="gone", scopes=list(Scope), actor="test")
+    await revoke_key(engine, "gone", actor="test")
+    callers: dict[str, dict[str, str]] = {"no key": {}, "unknown key": {"Authorization": "Bearer stk_nope"},
+                                          "not bearer": {"Authorization": f"Basic {keys[Scope.ADMIN]}"},
+                                          "revoked key": {"Authorization": f"Bearer {revoked}"}}
+    callers |= {scope.value: {"Authorization": f"Bearer {key}"} for scope, key in keys.items()}
+    seen: dict[tuple[str, str, str], int] = {}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        for method, path, body, allowed in ENDPOINTS:
+            for caller, headers in callers.items():
+                reply = await client.request(method, path, json=body, headers=headers)
+                seen[(method, path, caller)] = reply.status_code
+                if allowed is None:
+                    expected = {200, 503}
+                elif caller in ("no key", "unknown key", "not bearer", "revoked key"):
+                    expected = {401}
+                    assert reply.headers["www-authenticate"].startswith("Bearer")
+                elif not allowed or Scope(caller) in allowed:
+                    expected = {200, 201}
+                else:
+                    expected = {403}
+                assert reply.status_code in expected, (method, path, caller, reply.status_code, reply.text)
+                if reply.status_code in (401, 403):
+                    assert reply.headers["content-type"] == "application/problem+json"
+    assert len(seen) == len(ENDPOINTS) * (4 + len(Scope))
+    async with engine.connect() as conn:  # the actor of the ingest is the key's name
+        actors = set((await conn.execute(text("SELECT actor FROM record_versions"))).scalars())
+    assert actors == {"only-ingest"}
+
+
+def test_the_openapi_document_declares_the_bearer_scheme(tmp_path: Path) -> None:
+    doc = create_app(_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/x.db")).openapi()
+    assert doc["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http", "scheme": "bearer", "description": "an API key from `settle keys create`"}
+    assert "security" not in doc["paths"]["/v1/health"]["get"]
+    assert doc["paths"]["/v1/transfers"]["get"]["security"] == [{"HTTPBearer": []}]
+
+
+@pytest.mark.slow
+async def test_keys_cli_prints_a_key_once_stores_its_hash_lists_and_revokes(engine: AsyncEngine, database_url: str,
+                                                                          tmp_path: Path) -> None:
+    config = tmp_path / "settle.toml"
+    write_toml(config, database_url=database_url, data_dir=tmp_path, chains=[
+        {"name": "eth", "chain_id": 1, "rpc_urls": ["http://127.0.0.1:1"]}],
+        tokens=[{"chain": "eth", "address": USDC, "symbol": "USDC", "decimals": 6}], wallets=[])
+
+    def settle(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "app", "--config", str(config), *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+
+    created = settle("keys", "create", "--name", "treasury-bot", "--scope", "treasury,ops")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("stk_") and len(key) > 40 and "not shown again" in created.stderr
+    async with engine.connect() as conn:
+        stored = " ".join(str(v) for row in await conn.execute(text("SELECT * FROM api_keys")) for v in row)
+    assert key not in stored and key[:10] in stored  # the hash and a prefix, never the key
+    listed = settle("keys", "list")
+    assert "treasury-bot" in listed.stdout and "treasury,ops" in listed.stdout and key not in listed.stdout
+    bad = settle("keys", "create", "--name", "x", "--scope", "treasury,god")
+    assert bad.returncode == 2 and "unknown scope 'god'" in bad.stderr
+    again = settle("keys", "create", "--name", "treasury-bot", "--scope", "ops")
+    assert again.returncode == 1 and "exists" in again.stderr
+
+    app = create_app(_settings(tmp_path, database_url), engine=engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                 headers={"Authorization": f"Bearer {key}"}) as client:
+        assert (await client.get("/v1/transfers")).status_code == 200
+        revoked = settle("keys", "revoke", "treasury-bot")
+        assert revoked.returncode == 0, revoked.stderr
+        assert (await client.get("/v1/transfers")).status_code == 401
+    assert "revoked" in settle("keys", "list").stdout
+    async with engine.connect() as conn:
+        actions = list((await conn.execute(text("SELECT action FROM audit_log WHERE entity = 'key:treasury-bot' "
+                                                "ORDER BY id"))).scalars())
+    assert actions == ["key.created", "key.revoked"]
