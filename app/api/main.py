@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api import problems
+from app.api.breaks_routes import router as breaks_router
 from app.api.records_routes import router as records_router
 from app.api.routes import router
 from app.balance_check import check_chain
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, run_wat
     problems.install(app)
     app.include_router(router)
     app.include_router(records_router)
+    app.include_router(breaks_router)
     return app
 
 

@@ -129,3 +129,8 @@ async def verify(conn: AsyncConnection) -> tuple[int, int | None, str | None]:
                                        "entry recorded (a match was edited or removed)")
         prev = row.hash
     return count, None, None
+
+
+async def entries(conn: AsyncConnection, *, after: int = 0, limit: int = 100) -> list[dict]:
+    rows = await conn.execute(select(A).where(A.c.id > after).order_by(A.c.id).limit(limit))
+    return [dict(r) for r in rows.mappings()]

@@ -476,3 +476,21 @@ async def regrade_by_age(conn: AsyncConnection, cutoffs: Sequence[tuple[datetime
                                             BR.c.severity.in_(list(below)),
                                             BR.c.since <= cutoff)
                            .values(severity=level))
+
+
+async def list_breaks(conn: AsyncConnection, *, status: str | None = None, kind: str | None = None,
+                      severity: str | None = None, since_before: datetime | None = None, after_id: int | None = None,
+                      limit: int = 100) -> list[dict]:
+    """Breaks in id order (keyset: `after_id`), filtered; `since_before`: older than that time."""
+    stmt = select(BR).order_by(BR.c.id).limit(limit)
+    if status is not None:
+        stmt = stmt.where(BR.c.status == status)
+    if kind is not None:
+        stmt = stmt.where(BR.c.type == kind)
+    if severity is not None:
+        stmt = stmt.where(BR.c.severity == severity)
+    if since_before is not None:
+        stmt = stmt.where(BR.c.since <= since_before)
+    if after_id is not None:
+        stmt = stmt.where(BR.c.id > after_id)
+    return [dict(r) for r in (await conn.execute(stmt)).mappings()]

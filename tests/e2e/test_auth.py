@@ -23,14 +23,25 @@ RECORD = {"source": "core", "external_id": "auth-1", "kind": "deposit", "chain":
           "amount": "1.5", "wallet": DEP, "segregation": "customer", "status": "pending",
           "created_at": "2026-11-27T09:00:00Z"}
 
-# (method, path, body, scopes that may call it; empty: any valid key; None: no key needed)
-ENDPOINTS: list[tuple[str, str, object, set[Scope] | None]] = [
-    ("GET", "/v1/health", None, None),
-    ("GET", "/v1/chains", None, set()),
-    ("GET", "/v1/transfers", None, {Scope.TREASURY, Scope.OPS}),
-    ("POST", "/v1/records", [RECORD], {Scope.INGEST}),
-    ("GET", "/v1/records", None, {Scope.OPS, Scope.INGEST}),
-    ("GET", "/v1/records/core/auth-1", None, {Scope.OPS, Scope.INGEST}),
+# (method, path, body, scopes that may call it (empty: any valid key; None: no key needed), success codes).
+# Unknown ids answer 404 (or 400 naming the field) to an authorised caller: authorisation comes first.
+ENDPOINTS: list[tuple[str, str, object, set[Scope] | None, set[int]]] = [
+    ("GET", "/v1/health", None, None, {200, 503}),
+    ("GET", "/v1/chains", None, set(), {200}),
+    ("GET", "/v1/transfers", None, {Scope.TREASURY, Scope.OPS}, {200}),
+    ("POST", "/v1/records", [RECORD], {Scope.INGEST}, {200, 201}),
+    ("GET", "/v1/records", None, {Scope.OPS, Scope.INGEST}, {200}),
+    ("GET", "/v1/records/core/auth-1", None, {Scope.OPS, Scope.INGEST}, {200, 404}),
+    ("GET", "/v1/breaks", None, {Scope.OPS, Scope.APPROVER}, {200}),
+    ("GET", "/v1/breaks/999", None, {Scope.OPS, Scope.APPROVER}, {404}),
+    ("POST", "/v1/breaks/999/resolve", {"reason": "spam", "note": "n"}, {Scope.OPS}, {404}),
+    ("POST", "/v1/breaks/999/approve", None, {Scope.APPROVER}, {404}),
+    ("POST", "/v1/breaks/999/reopen", {"reason": "r"}, {Scope.OPS}, {404}),
+    ("POST", "/v1/matches", {"transfer_ids": [999], "record_keys": [{"source": "core", "external_id": "none"}]},
+     {Scope.OPS}, {400}),
+    ("DELETE", "/v1/matches/999?reason=r", None, {Scope.OPS}, {404}),
+    ("GET", "/v1/audit", None, {Scope.ADMIN}, {200}),
+    ("GET", "/v1/audit/verify", None, {Scope.ADMIN}, {200}),
 ]
 
 
@@ -54,17 +65,17 @@ async def test_every_endpoint_answers_401_403_or_success_by_key_and_scope(engine
     callers |= {scope.value: {"Authorization": f"Bearer {key}"} for scope, key in keys.items()}
     seen: dict[tuple[str, str, str], int] = {}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        for method, path, body, allowed in ENDPOINTS:
+        for method, path, body, allowed, ok in ENDPOINTS:
             for caller, headers in callers.items():
                 reply = await client.request(method, path, json=body, headers=headers)
                 seen[(method, path, caller)] = reply.status_code
                 if allowed is None:
-                    expected = {200, 503}
+                    expected = ok
                 elif caller in ("no key", "unknown key", "not bearer", "revoked key"):
                     expected = {401}
                     assert reply.headers["www-authenticate"].startswith("Bearer")
                 elif not allowed or Scope(caller) in allowed:
-                    expected = {200, 201}
+                    expected = ok
                 else:
                     expected = {403}
                 assert reply.status_code in expected, (method, path, caller, reply.status_code, reply.text)

@@ -1,0 +1,180 @@
+"""/v1/breaks, /v1/matches and /v1/audit: the ops queue's resolutions, four-eyes approvals, and the audit log.
+
+Scopes: `ops` reads breaks, resolves, reopens, matches and unmatches; `approver` approves write-offs (and reads
+breaks); `admin` reads and verifies the audit log. The actor recorded is the key's name."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from app.access import Principal, Scope
+from app.api.auth import AUTH, require
+from app.errors import NotFound
+from app.persistence import audit, recon_repo, records_repo
+from app.resolutions import ReasonCode, approve, classify, manual_match, reopen, unmatch
+from app.settlement.amounts import format_units
+from app.settlement.model import BreakType
+from app.settlement.severity import Severity
+
+router = APIRouter(prefix="/v1")
+READ = Depends(require(Scope.OPS, Scope.APPROVER))
+OPS = Depends(require(Scope.OPS))
+BreakId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a break's id")]
+
+
+class RecordKey(BaseModel):
+    source: str = Field(min_length=1, max_length=200)
+    external_id: str = Field(min_length=1, max_length=200)
+
+
+class ResolveIn(BaseModel):
+    reason: ReasonCode = Field(description="why the break needs no (further) match; `write_off` waits for an "
+                                           "approver")
+    note: str = Field(min_length=1, max_length=4000, description="what was found, for the auditor")
+
+
+class ReopenIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class MatchIn(BaseModel):
+    transfer_ids: list[int] = Field(min_length=1, max_length=50)
+    record_keys: list[RecordKey] = Field(min_length=1, max_length=50)
+    break_id: int | None = Field(None, ge=1, description="the break this match resolves, if any")
+    model_config = {"json_schema_extra": {"examples": [{"transfer_ids": [1042],
+                                                        "record_keys": [{"source": "core",
+                                                                         "external_id": "dep-2026-000123"}],
+                                                        "break_id": 17}]}}
+
+
+def _break_out(settings: Any, b: dict, now: datetime) -> dict[str, Any]:
+    token = next((t for t in settings.tokens if t.address == b["token"]), None)
+    since = b["since"] or b["opened_at"]
+    return {"id": b["id"], "type": b["type"], "status": b["status"], "severity": b["severity"],
+            "token": {"address": b["token"], "symbol": token.symbol if token else None,
+                      "decimals": token.decimals if token else None},
+            "amount": format_units(b["amount"], token.decimals) if token and b["amount"] is not None else None,
+            "amount_base_units": str(b["amount"]) if b["amount"] is not None else None,
+            "since": since, "age_seconds": int((now - since).total_seconds()), "due_at": b["due_at"],
+            "overdue": b["status"] != "resolved" and b["due_at"] is not None and now > b["due_at"],
+            "opened_at": b["opened_at"], "resolved_at": b["resolved_at"],
+            "resolution": json.loads(b["resolution"]) if b["resolution"] else None,
+            "transfer_ids": json.loads(b["transfer_ids"]),
+            "record_keys": [{"source": s, "external_id": e} for s, e in json.loads(b["record_keys"])],
+            "facts": json.loads(b["facts"])}
+
+
+@router.get("/breaks", dependencies=[READ], responses=AUTH)
+async def list_breaks(
+    request: Request,
+    status: Annotated[str | None, Query(pattern="^(open|awaiting_approval|resolved)$")] = None,
+    type: Annotated[BreakType | None, Query()] = None,  # noqa: A002 - the contract's name
+    severity: Annotated[Severity | None, Query()] = None,
+    older_than: Annotated[float | None, Query(ge=0, le=100_000, description="hours since the oldest item")] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="the last id of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Breaks, oldest id first, with severity, age and SLA due time; `next_after` pages on."""
+    now = datetime.now(UTC)
+    before = None if older_than is None else datetime.fromtimestamp(now.timestamp() - older_than * 3600, UTC)
+    async with request.app.state.engine.connect() as conn:
+        rows = await recon_repo.list_breaks(conn, status=status, kind=type.value if type else None,
+                                            severity=severity.value if severity else None, since_before=before,
+                                            after_id=after, limit=limit)
+    items = [_break_out(request.app.state.settings, b, now) for b in rows]
+    return {"items": items, "next_after": rows[-1]["id"] if len(rows) == limit else None}
+
+
+@router.get("/breaks/{break_id}", dependencies=[READ], responses=AUTH)
+async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
+    """One break with its transfers, its records (current versions) and its history."""
+
+    settings, now = request.app.state.settings, datetime.now(UTC)
+    async with request.app.state.engine.connect() as conn:
+        b = await recon_repo.get_break(conn, break_id)
+        if b is None:
+            raise NotFound(f"break {break_id} not found")
+        transfers = await recon_repo.transfers_by_id(conn, json.loads(b["transfer_ids"]))
+        records = await records_repo.current_by_key(conn, [tuple(k) for k in json.loads(b["record_keys"])])
+        history = await recon_repo.break_events(conn, break_id)
+    full = {i: _full_transfer(settings, conn_row) for i, conn_row in transfers.items()}
+    return {**_break_out(settings, b, now),
+            "transfers": [full[i] for i in sorted(full)],
+            "records": [{**{k: v for k, v in r.items() if k not in ("id", "amount")},
+                         "amount_base_units": str(r["amount"])} for _, r in sorted(records.items())],
+            "history": [{"action": e["action"], "actor": e["actor"], "at": e["at"],
+                         "detail": json.loads(e["detail"]) if e["detail"] else None} for e in history]}
+
+
+def _full_transfer(settings: Any, row: dict) -> dict[str, Any]:
+    return {"id": row["id"], "token": row["token"], "sender": row["sender"], "recipient": row["recipient"],
+            "amount_base_units": str(row["amount"]), "tx_hash": row["tx_hash"], "log_index": row["log_index"],
+            "block_hash": row["block_hash"], "block_time": row["block_time"], "state": row["state"]}
+
+
+@router.post("/breaks/{break_id}/resolve", responses={**AUTH, 404: {"description": "no such break"},
+                                                       409: {"description": "the break is not open"}})
+async def resolve_break(request: Request, break_id: BreakId, body: ResolveIn,
+                        caller: Annotated[Principal, OPS]) -> dict[str, Any]:
+    """Classify a break with a reason code and a note. A `write_off` becomes `awaiting_approval`."""
+    return await classify(request.app.state.engine, break_id, reason=body.reason, note=body.note, actor=caller.name)
+
+
+@router.post("/breaks/{break_id}/approve", responses={**AUTH, 404: {"description": "no such break"},
+                                                       409: {"description": "not awaiting approval"}})
+async def approve_break(request: Request, break_id: BreakId,
+                        caller: Annotated[Principal, Depends(require(Scope.APPROVER))]) -> dict[str, Any]:
+    """Approve a write-off: by a second person (a key with another name than the one that proposed it)."""
+    return await approve(request.app.state.engine, break_id, actor=caller.name)
+
+
+@router.post("/breaks/{break_id}/reopen", responses={**AUTH, 404: {"description": "no such break"},
+                                                      409: {"description": "already open"}})
+async def reopen_break(request: Request, break_id: BreakId, body: ReopenIn,
+                       caller: Annotated[Principal, OPS]) -> dict[str, Any]:
+    return await reopen(request.app.state.engine, break_id, reason=body.reason, actor=caller.name)
+
+
+@router.post("/matches", status_code=201, responses={**AUTH, 409: {"description": "an item is already matched"}})
+async def create_match(request: Request, body: MatchIn, caller: Annotated[Principal, OPS]) -> dict[str, Any]:
+    """Match transfers to records by hand, validated like an automatic match (chain, token, our side, exact
+    sum); optionally resolving a break."""
+    match_id = await manual_match(request.app.state.settings, request.app.state.engine,
+                                  transfer_ids=body.transfer_ids,
+                                  record_keys=[(k.source, k.external_id) for k in body.record_keys],
+                                  actor=caller.name, break_id=body.break_id)
+    return {"id": match_id}
+
+
+@router.delete("/matches/{match_id}", responses={**AUTH, 404: {"description": "no active match with this id"}})
+async def delete_match(request: Request, match_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+                       reason: Annotated[str, Query(min_length=1, max_length=4000, description="why (required)")],
+                       caller: Annotated[Principal, OPS]) -> dict[str, Any]:
+    """Unmatch: the match is kept as removed, and the reconciler will not make the same pair again."""
+    await unmatch(request.app.state.engine, match_id, reason=reason, actor=caller.name)
+    return {"id": match_id, "removed": True}
+
+
+@router.get("/audit", dependencies=[Depends(require(Scope.ADMIN))], responses=AUTH)
+async def audit_entries(request: Request,
+                        after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    """The audit log in order, from after entry `after`; each entry carries the previous one's hash."""
+    async with request.app.state.engine.connect() as conn:
+        rows = await audit.entries(conn, after=after, limit=limit)
+    items = [{**r, "before": json.loads(r["before"]) if r["before"] else None,
+              "after": json.loads(r["after"]) if r["after"] else None} for r in rows]
+    return {"items": items, "next_after": rows[-1]["id"] if rows else after}
+
+
+@router.get("/audit/verify", dependencies=[Depends(require(Scope.ADMIN))], responses=AUTH)
+async def audit_verify(request: Request) -> dict[str, Any]:
+    """Walk the hash chain (and the batch digests); name the first bad entry."""
+    async with request.app.state.engine.connect() as conn:
+        checked, bad, why = await audit.verify(conn)
+    return {"intact": bad is None, "entries": checked, "first_bad_entry": bad, "reason": why}

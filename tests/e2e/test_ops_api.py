@@ -1,0 +1,104 @@
+"""The ops API on a reconciled database: the break queue, a manual match that resolves a break, a write-off
+that needs a second person, an unmatch, and the audit log naming every key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.api.main import create_app
+from app.persistence import recon_repo
+from app.persistence.tables import Record, Transfer
+from app.reconciler import reconcile_once
+from app.settings import Settings
+from tests.support.harness import address_for, bearer
+
+USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
+DEP = address_for("ops-dep")
+CUSTOMER = address_for("ops-customer")
+WHEN = datetime(2026, 11, 26, 9, tzinfo=UTC)
+
+
+def _settings(tmp_path: Path, url: str) -> Settings:
+    return Settings(database_url=url, data_dir=tmp_path, chains=[
+        {"name": "eth", "chain_id": 1, "rpc_urls": ["http://127.0.0.1:1"]}],
+        tokens=[{"chain": "eth", "address": USDC, "symbol": "USDC", "decimals": 6}],
+        wallets=[{"address": DEP, "label": "d", "kind": "deposit", "segregation": "customer"}])  # type: ignore[list-item]
+
+
+def _transfer(i: int, amount: int) -> dict:
+    return {"id": i, "chain_id": 1, "token": USDC, "sender": CUSTOMER, "recipient": DEP, "amount": amount,
+            "tx_hash": f"0x{i:064x}", "log_index": 0, "block_number": i, "block_hash": f"0x{i:064x}",
+            "block_time": WHEN, "state": "finalized", "seen_at": WHEN, "confirmed_at": WHEN, "finalized_at": WHEN}
+
+
+def _record(ext: str, amount: int, created: datetime) -> dict:
+    return {"source": "core", "external_id": ext, "version": 1, "kind": "deposit", "chain_id": 1, "token": USDC,
+            "amount": amount, "wallet": DEP, "counterparty": None, "tx_hash": None, "log_index": None,
+            "reference": None, "segregation": "customer", "status": "completed", "created_at": created,
+            "expected_by": None, "ingested_at": created}
+
+
+async def test_ops_work_the_queue_through_the_api(engine: AsyncEngine, database_url: str, tmp_path: Path) -> None:
+    settings = _settings(tmp_path, database_url)
+    async with engine.begin() as conn:  # a deposit recorded 2 days late (outside the window), and a stray one
+        await conn.execute(Transfer.__table__.insert(), [_transfer(1, 5_000_000), _transfer(2, 70_000)])
+        await conn.execute(Record.__table__.insert(), [_record("late-1", 5_000_000, WHEN + timedelta(days=2))])
+    await reconcile_once(settings, engine, now=WHEN + timedelta(days=4))
+    app = create_app(settings, engine=engine)
+    alice, bob = await bearer(engine, "ops", name="alice"), await bearer(engine, "ops", "approver", name="bob")
+    admin = await bearer(engine, "admin", name="auditor")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        queue = (await client.get("/v1/breaks", params={"status": "open"}, headers=alice)).json()["items"]
+        kinds = {(b["type"], tuple(b["transfer_ids"]), tuple(k["external_id"] for k in b["record_keys"])): b
+                 for b in queue}
+        assert set(kinds) == {("unmatched_transfer", (1,), ()), ("unmatched_transfer", (2,), ()),
+                              ("missing_transfer", (), ("late-1",))}
+        stray = kinds[("unmatched_transfer", (2,), ())]
+        assert stray["amount"] == "0.07" and stray["amount_base_units"] == "70000" and stray["age_seconds"] > 0
+        older = (await client.get("/v1/breaks", params={"older_than": 24 * 100}, headers=alice)).json()["items"]
+        assert older == []
+
+        unmatched = kinds[("unmatched_transfer", (1,), ())]
+        made = await client.post("/v1/matches", headers=alice, json={
+            "transfer_ids": [1], "record_keys": [{"source": "core", "external_id": "late-1"}],
+            "break_id": unmatched["id"]})
+        assert made.status_code == 201, made.text
+        detail = (await client.get(f"/v1/breaks/{unmatched['id']}", headers=bob)).json()
+        assert detail["status"] == "resolved" and detail["resolution"]["by"] == "alice"
+        assert [(h["action"], h["actor"]) for h in detail["history"]] == [("opened", "reconciler"),
+                                                                          ("matched", "alice")]
+        assert detail["transfers"][0]["amount_base_units"] == "5000000"
+        again = await client.post("/v1/matches", headers=alice, json={
+            "transfer_ids": [1], "record_keys": [{"source": "core", "external_id": "late-1"}]})
+        assert again.status_code == 409
+
+        written_off = await client.post(f"/v1/breaks/{stray['id']}/resolve", headers=bob,
+                                        json={"reason": "write_off", "note": "dust from an unknown sender"})
+        assert written_off.json() == {"id": stray["id"], "status": "awaiting_approval"}
+        assert (await client.post(f"/v1/breaks/{stray['id']}/approve", headers=bob)).status_code == 403  # own
+        assert (await client.post(f"/v1/breaks/{stray['id']}/approve", headers=alice)).status_code == 403  # scope
+        carol = await bearer(engine, "approver", name="carol")
+        approved = await client.post(f"/v1/breaks/{stray['id']}/approve", headers=carol)
+        assert approved.json() == {"id": stray["id"], "status": "resolved"}
+        bad = await client.post(f"/v1/breaks/{stray['id']}/resolve", headers=bob, json={"reason": "lost", "note": ""})
+        assert bad.status_code == 422 and {e["field"] for e in bad.json()["errors"]} == {"reason", "note"}
+
+        async with engine.connect() as conn:
+            match_id = next(m["id"] for m in await recon_repo.active_matches(conn) if m["created_by"] == "alice")
+        no_reason = await client.delete(f"/v1/matches/{match_id}", headers=alice)
+        assert no_reason.status_code == 422 and no_reason.json()["errors"][0]["field"] == "reason"
+        removed = await client.delete(f"/v1/matches/{match_id}", params={"reason": "wrong customer"}, headers=alice)
+        assert removed.json() == {"id": match_id, "removed": True}
+        assert (await client.delete(f"/v1/matches/{match_id}", params={"reason": "x"}, headers=alice)).status_code \
+            == 404
+
+        log = (await client.get("/v1/audit", params={"limit": 1000}, headers=admin)).json()["items"]
+        actors = {(e["action"], e["actor"]) for e in log}
+        assert {("match.created", "alice"), ("break.resolution", "bob"), ("break.approved", "carol"),
+                ("match.removed", "alice")} <= actors
+        assert (await client.get("/v1/audit/verify", headers=admin)).json()["intact"] is True
+        assert (await client.get("/v1/audit", headers=alice)).status_code == 403
