@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.access import Scope
 from app.api.auth import AUTH, require
 from app.api.schemas import ChainOut, HealthOut, TransferOut, TransferPage
-from app.errors import BadRequest
+from app.errors import BadRequest, NotFound
+from app.persistence import recon_repo
 from app.persistence import transfers_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import format_units
@@ -108,6 +110,77 @@ async def transfers(
     items = [_transfer_out(settings, r) for r in rows]
     next_cursor = _encode_cursor(rows[-1]["id"]) if len(rows) == limit else None
     return TransferPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/transfers/unmatched", dependencies=[Depends(require(Scope.OPS))], responses=AUTH)
+async def unmatched_transfers(
+    request: Request,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict:
+    """The ops queue: confirmed transfers no record explains (open `unmatched_transfer` breaks), oldest first,
+    with age, severity, SLA due time, and up to 3 suggested records: unexplained records on the same wallet and
+    token, closest in amount, then in time."""
+    settings, engine = _ctx(request)
+    after = _decode_queue_cursor(cursor)
+    now = datetime.now(UTC)
+    ours = {(c.chain_id, w.address) for c in settings.chains for w in settings.wallets_on(c)}
+    async with engine.connect() as conn:
+        rows = await recon_repo.unmatched_queue(conn, after=after, limit=limit)
+        sides = {(r["chain_id"], r["recipient"] if (r["chain_id"], r["recipient"]) in ours else r["sender"])
+                 for r in rows}
+        records = await recon_repo.free_records_where(conn, wallets=sorted(sides)) if sides else []
+    by_wallet: dict[tuple[int, str, str], list[dict]] = {}
+    for rec in records:
+        by_wallet.setdefault((rec["chain_id"], rec["wallet"], rec["token"]), []).append(rec)
+    items = []
+    for r in rows:
+        side = r["recipient"] if (r["chain_id"], r["recipient"]) in ours else r["sender"]
+        pool = by_wallet.get((r["chain_id"], side, r["token"]), [])
+        when = r["block_time"] or r["seen_at"]
+        ranked = sorted(pool, key=lambda c: (abs(c["amount"] - r["amount"]), abs((c["created_at"] - when)
+                                                                                  .total_seconds()),
+                                             c["source"], c["external_id"]))[:3]
+        items.append({"break_id": r["break_id"], "severity": r["severity"],
+                      "age_seconds": int((now - (r["since"] or when)).total_seconds()), "due_at": r["due_at"],
+                      "overdue": r["due_at"] is not None and now > r["due_at"],
+                      "transfer": _transfer_out(settings, r).model_dump(mode="json"),
+                      "candidates": [{"source": c["source"], "external_id": c["external_id"], "kind": c["kind"],
+                                      "status": c["status"], "amount_base_units": str(c["amount"]),
+                                      "amount_difference_base_units": str(c["amount"] - r["amount"]),
+                                      "created_at": c["created_at"],
+                                      "hours_from_block_time": round((c["created_at"] - when).total_seconds() / 3600,
+                                                                     2)} for c in ranked]})
+    last = rows[-1] if len(rows) == limit else None
+    next_cursor = base64.urlsafe_b64encode(f"{last['since'].isoformat()}|{last['break_id']}".encode()).decode() \
+        if last else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/transfers/{transfer_id}", response_model=TransferOut,
+            dependencies=[Depends(require(Scope.TREASURY, Scope.OPS))],
+            responses={**AUTH, 404: {"description": "no such transfer"}})
+async def transfer(request: Request, transfer_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> TransferOut:
+    """One transfer, whatever its state (orphaned ones are kept)."""
+    settings, engine = _ctx(request)
+    async with engine.connect() as conn:
+        rows = await repo.transfers_full(conn, [transfer_id])
+    if not rows:
+        raise NotFound(f"transfer {transfer_id} not found")
+    return _transfer_out(settings, rows[0])
+
+
+def _decode_queue_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    if cursor is None:
+        return None
+    try:
+        since, break_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        at, number = datetime.fromisoformat(since), int(break_id)
+        if at.tzinfo is None or not 0 <= number < 2**63:
+            raise ValueError
+        return at, number
+    except ValueError:
+        raise BadRequest("cursor", "not a cursor returned by this endpoint") from None
 
 
 def _chain_id(settings: Settings, name: str | None) -> int | None:

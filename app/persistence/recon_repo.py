@@ -494,3 +494,15 @@ async def list_breaks(conn: AsyncConnection, *, status: str | None = None, kind:
     if after_id is not None:
         stmt = stmt.where(BR.c.id > after_id)
     return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def unmatched_queue(conn: AsyncConnection, *, after: tuple[datetime, int] | None,
+                          limit: int) -> list[dict]:
+    """Open `unmatched_transfer` breaks with their transfer (all columns), oldest first; keyset on (since, id)."""
+    stmt = (select(T, BR.c.id.label("break_id"), BR.c.severity, BR.c.since, BR.c.due_at)
+            .select_from(BR.join(BL, BL.c.break_id == BR.c.id).join(T, T.c.id == BL.c.transfer_id))
+            .where(BR.c.status == "open", BR.c.type == "unmatched_transfer")
+            .order_by(BR.c.since, BR.c.id).limit(limit))
+    if after is not None:
+        stmt = stmt.where((BR.c.since > after[0]) | ((BR.c.since == after[0]) & (BR.c.id > after[1])))
+    return [dict(r) for r in (await conn.execute(stmt)).mappings()]

@@ -46,3 +46,9 @@ async def chain_statuses(conn: AsyncConnection) -> list[dict]:
 async def reorgs(conn: AsyncConnection, chain_id: int) -> list[dict]:
     rows = await conn.execute(select(R).where(R.c.chain_id == chain_id).order_by(R.c.id))
     return [dict(r) for r in rows.mappings()]
+
+
+async def transfers_full(conn: AsyncConnection, ids: list[int]) -> list[dict]:
+    """Transfers with every column, by id."""
+    rows = await conn.execute(select(T).where(T.c.id.in_(ids)).order_by(T.c.id))
+    return [dict(r) for r in rows.mappings()]

@@ -102,3 +102,36 @@ async def test_ops_work_the_queue_through_the_api(engine: AsyncEngine, database_
                 ("match.removed", "alice")} <= actors
         assert (await client.get("/v1/audit/verify", headers=admin)).json()["intact"] is True
         assert (await client.get("/v1/audit", headers=alice)).status_code == 403
+
+
+async def test_the_unmatched_queue_is_oldest_first_with_suggested_records(engine: AsyncEngine, database_url: str,
+                                                                         tmp_path: Path) -> None:
+    settings = _settings(tmp_path, database_url)
+    transfers = [_transfer(i, amount) for i, amount in ((10, 1_000_000), (11, 2_000_000), (12, 3_000_000))]
+    for i, t in enumerate(transfers):
+        t["block_time"] = WHEN + timedelta(hours=i)
+    async with engine.begin() as conn:  # records far outside the window: not matched, but worth suggesting
+        await conn.execute(Transfer.__table__.insert(), transfers)
+        await conn.execute(Record.__table__.insert(), [
+            _record("near", 2_000_100, WHEN + timedelta(days=3)), _record("far", 9_000_000, WHEN + timedelta(days=3)),
+            {**_record("void", 2_000_000, WHEN + timedelta(days=3)), "status": "cancelled"}])
+    await reconcile_once(settings, engine, now=WHEN + timedelta(days=4))
+    app = create_app(settings, engine=engine)
+    ops = await bearer(engine, "ops")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                 headers=ops) as client:
+        first = (await client.get("/v1/transfers/unmatched", params={"limit": 2})).json()
+        rest = (await client.get("/v1/transfers/unmatched", params={"cursor": first["next_cursor"]})).json()
+        one = (await client.get("/v1/transfers/11")).json()
+        missing = await client.get("/v1/transfers/999")
+        bad = await client.get("/v1/transfers/unmatched", params={"cursor": "bm9wZQ"})
+    queue = first["items"] + rest["items"]
+    assert [q["transfer"]["id"] for q in queue] == [10, 11, 12] and rest["next_cursor"] is None
+    assert queue[0]["age_seconds"] > queue[1]["age_seconds"] > queue[2]["age_seconds"]
+    second = queue[1]["candidates"]
+    assert [(c["external_id"], c["amount_difference_base_units"]) for c in second] == [("near", "100"),
+                                                                                      ("far", "7000000")]
+    assert one["amount_base_units"] == "2000000" and one["amount"] == "2"
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+    assert bad.status_code == 400 and bad.json()["errors"] == [{"field": "cursor",
+                                                                "reason": "not a cursor returned by this endpoint"}]
