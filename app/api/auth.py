@@ -36,3 +36,8 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[Principal]]:
 
 AUTH: dict[int | str, dict] = {401: {"description": "no key, or an unknown or revoked one"},
                                403: {"description": "the key lacks the scope this needs"}}
+PROBLEMS: dict[int | str, dict] = {
+    400: {"description": "a well-formed value that is wrong (unknown chain, bad checksum, foreign cursor); the "
+                         "problem names the field"},
+    422: {"description": "a malformed request; the problem names each field"}}
+"""Every router answers these as RFC 9457 problems (`application/problem+json`)."""

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from app.access import Principal, Scope
-from app.api.auth import AUTH, require
+from app.api.auth import AUTH, PROBLEMS, require
 from app.errors import NotFound
 from app.persistence import audit, recon_repo, records_repo
 from app.resolutions import ReasonCode, approve, classify, manual_match, reopen, unmatch
@@ -21,7 +21,7 @@ from app.settlement.amounts import format_units
 from app.settlement.model import BreakType
 from app.settlement.severity import Severity
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=PROBLEMS)
 READ = Depends(require(Scope.OPS, Scope.APPROVER))
 OPS = Depends(require(Scope.OPS))
 BreakId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a break's id")]
@@ -43,7 +43,7 @@ class ReopenIn(BaseModel):
 
 
 class MatchIn(BaseModel):
-    transfer_ids: list[int] = Field(min_length=1, max_length=50)
+    transfer_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(min_length=1, max_length=50)
     record_keys: list[RecordKey] = Field(min_length=1, max_length=50)
     break_id: int | None = Field(None, ge=1, description="the break this match resolves, if any")
     model_config = {"json_schema_extra": {"examples": [{"transfer_ids": [1042],
@@ -90,7 +90,7 @@ async def list_breaks(
     return {"items": items, "next_after": rows[-1]["id"] if len(rows) == limit else None}
 
 
-@router.get("/breaks/{break_id}", dependencies=[READ], responses=AUTH)
+@router.get("/breaks/{break_id}", dependencies=[READ], responses={**AUTH, 404: {"description": "no such break"}})
 async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
     """One break with its transfers, its records (current versions) and its history."""
 

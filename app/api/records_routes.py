@@ -9,14 +9,14 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.access import Principal, Scope
-from app.api.auth import AUTH, require
+from app.api.auth import AUTH, PROBLEMS, require
 from app.errors import NotFound
 from app.persistence import records_repo
 from app.records import ingest
 from app.settlement.amounts import format_units
 from app.settlement.model import RecordStatus
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=PROBLEMS)
 
 EXAMPLE = [{"source": "core", "external_id": "dep-2026-000123", "kind": "deposit", "chain": "ethereum",
             "token": "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", "amount": "1250.50",
@@ -24,7 +24,9 @@ EXAMPLE = [{"source": "core", "external_id": "dep-2026-000123", "kind": "deposit
             "reference": "cust-889", "created_at": "2026-11-27T09:15:00Z"}]
 
 
-@router.post("/records", status_code=201, responses={**AUTH, 409: {"description": "an immutable field differs"},
+@router.post("/records", status_code=201, responses={**AUTH, 200: {"description": "nothing new: every item was "
+                                                                           "already recorded as sent"},
+                                                      409: {"description": "an immutable field differs"},
                                                       413: {"description": "more than 10,000 items"},
                                                       422: {"description": "invalid items, nothing written"}})
 async def post_records(
@@ -53,7 +55,7 @@ async def list_records(request: Request, status: Annotated[RecordStatus | None, 
 
 
 @router.get("/records/{source}/{external_id}", dependencies=[Depends(require(Scope.OPS, Scope.INGEST))],
-            responses=AUTH)
+            responses={**AUTH, 404: {"description": "no such record"}})
 async def get_record(request: Request, source: str, external_id: str) -> dict:
     async with request.app.state.engine.connect() as conn:
         current = await records_repo.current_by_key(conn, [(source, external_id)])

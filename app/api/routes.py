@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.access import Scope
-from app.api.auth import AUTH, require
+from app.api.auth import AUTH, PROBLEMS, require
 from app.api.schemas import ChainOut, HealthOut, TransferOut, TransferPage
 from app.errors import BadRequest, NotFound
 from app.persistence import recon_repo
@@ -23,7 +23,8 @@ from chains.redaction import redact_url
 from chains.types import ChainState, TransferState
 from wallets import InvalidAddress, to_checksum
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=PROBLEMS)
+ADDRESS = "^0x[0-9a-fA-F]{40}$"
 LAG_DEGRADED = 50
 
 
@@ -88,8 +89,8 @@ def _encode_cursor(last_id: int) -> str:
 async def transfers(
     request: Request,
     chain: Annotated[str | None, Query(description="chain name")] = None,
-    token: Annotated[str | None, Query(description="token contract address")] = None,
-    wallet: Annotated[str | None, Query(description="our wallet address (either side)")] = None,
+    token: Annotated[str | None, Query(description="token contract address", pattern=ADDRESS)] = None,
+    wallet: Annotated[str | None, Query(description="our wallet address (either side)", pattern=ADDRESS)] = None,
     state: Annotated[TransferState | None, Query()] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
