@@ -194,12 +194,34 @@ async def incremental(url: str, engine: AsyncEngine, settings: Settings, n: int,
     return seconds
 
 
+async def incremental_only(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="settle-recon-bench-"))
+    for target in args.db.split(","):
+        url = args.postgres_url if target == "postgres" else args.sqlite_path
+        settings = settings_for(url, work)
+        engine = make_engine(url)
+        async with engine.connect() as conn:
+            first = int(await conn.scalar(text("SELECT max(block_number) FROM transfers")) or 0) - args.n + 1
+        incs = [await incremental(url, engine, settings, args.n, block) for block in range(first, first + 11)]
+        await engine.dispose()
+        print(f"{target}: incremental passes over one new block (25 transfers, 25 records) on the existing "
+              f"database: first {incs[0] * 1000:.0f} ms (statements compiled), then median "
+              f"{sorted(incs[1:])[5] * 1000:.0f} ms ({', '.join(f'{s * 1000:.0f}' for s in incs[1:])})", flush=True)
+    return 0
+
+
 async def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--db", default="sqlite,postgres")
     p.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/settle_bench")
+    p.add_argument("--sqlite-path", default=None, help="with --incremental-only: the SQLite URL to reuse")
+    p.add_argument("--incremental-only", action="store_true",
+                   help="on the database a previous run left (same --n): only time incremental passes, on a quiet "
+                        "machine; the blocks continue after the ones already there")
     args = p.parse_args()
+    if args.incremental_only:
+        return await incremental_only(args)
     work = Path(tempfile.mkdtemp(prefix="settle-recon-bench-"))
     started = time.perf_counter()
     transfers, records, mix = dataset(args.n, random.Random(42))
