@@ -20,6 +20,7 @@ from app.resolutions import ReasonCode, approve, classify, manual_match, reopen,
 from app.settlement.amounts import format_units
 from app.settlement.model import BreakType
 from app.settlement.severity import Severity
+from app.suggestions import our_side, records_for, transfers_for
 
 router = APIRouter(prefix="/v1", responses=PROBLEMS)
 READ = Depends(require(Scope.OPS, Scope.APPROVER))
@@ -92,26 +93,35 @@ async def list_breaks(
 
 @router.get("/breaks/{break_id}", dependencies=[READ], responses={**AUTH, 404: {"description": "no such break"}})
 async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
-    """One break with its transfers, its records (current versions) and its history."""
+    """One break with its transfers and records (current versions), each with up to 3 suggested counterparts
+    among the unexplained items on the same wallet and token, and its history."""
 
     settings, now = request.app.state.settings, datetime.now(UTC)
     async with request.app.state.engine.connect() as conn:
         b = await recon_repo.get_break(conn, break_id)
         if b is None:
             raise NotFound(f"break {break_id} not found")
-        transfers = await recon_repo.transfers_by_id(conn, json.loads(b["transfer_ids"]))
+        transfers = await recon_repo.transfers_full(conn, json.loads(b["transfer_ids"]))
         records = await records_repo.current_by_key(conn, [tuple(k) for k in json.loads(b["record_keys"])])
         history = await recon_repo.break_events(conn, break_id)
-    full = {i: _full_transfer(settings, conn_row) for i, conn_row in transfers.items()}
+        ours = {(c.chain_id, w.address) for c in settings.chains for w in settings.wallets_on(c)}
+        wallets = sorted({(t["chain_id"], our_side(t, ours)) for t in transfers}
+                         | {(r["chain_id"], r["wallet"]) for r in records.values()})
+        free_r = await recon_repo.free_records_where(conn, wallets=wallets) if wallets else []
+        free_t = await recon_repo.free_transfers_where(conn, wallets=wallets) if wallets else []
+    own_t, own_r = {t["id"] for t in transfers}, set(records)
+    free_r = [r for r in free_r if (r["source"], r["external_id"]) not in own_r]
+    free_t = [t for t in free_t if t["id"] not in own_t]
     return {**_break_out(settings, b, now),
-            "transfers": [full[i] for i in sorted(full)],
+            "transfers": [{**_full_transfer(t), "candidates": records_for(t, free_r, ours)} for t in transfers],
             "records": [{**{k: v for k, v in r.items() if k not in ("id", "amount")},
-                         "amount_base_units": str(r["amount"])} for _, r in sorted(records.items())],
+                         "amount_base_units": str(r["amount"]), "candidates": transfers_for(r, free_t)}
+                        for _, r in sorted(records.items())],
             "history": [{"action": e["action"], "actor": e["actor"], "at": e["at"],
                          "detail": json.loads(e["detail"]) if e["detail"] else None} for e in history]}
 
 
-def _full_transfer(settings: Any, row: dict) -> dict[str, Any]:
+def _full_transfer(row: dict) -> dict[str, Any]:
     return {"id": row["id"], "token": row["token"], "sender": row["sender"], "recipient": row["recipient"],
             "amount_base_units": str(row["amount"]), "tx_hash": row["tx_hash"], "log_index": row["log_index"],
             "block_hash": row["block_hash"], "block_time": row["block_time"], "state": row["state"]}

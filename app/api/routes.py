@@ -19,6 +19,7 @@ from app.persistence import recon_repo
 from app.persistence import transfers_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import format_units
+from app.suggestions import our_side, records_for
 from chains.redaction import redact_url
 from chains.types import ChainState, TransferState
 from wallets import InvalidAddress, to_checksum
@@ -128,30 +129,13 @@ async def unmatched_transfers(
     ours = {(c.chain_id, w.address) for c in settings.chains for w in settings.wallets_on(c)}
     async with engine.connect() as conn:
         rows = await recon_repo.unmatched_queue(conn, after=after, limit=limit)
-        sides = {(r["chain_id"], r["recipient"] if (r["chain_id"], r["recipient"]) in ours else r["sender"])
-                 for r in rows}
-        records = await recon_repo.free_records_where(conn, wallets=sorted(sides)) if sides else []
-    by_wallet: dict[tuple[int, str, str], list[dict]] = {}
-    for rec in records:
-        by_wallet.setdefault((rec["chain_id"], rec["wallet"], rec["token"]), []).append(rec)
-    items = []
-    for r in rows:
-        side = r["recipient"] if (r["chain_id"], r["recipient"]) in ours else r["sender"]
-        pool = by_wallet.get((r["chain_id"], side, r["token"]), [])
-        when = r["block_time"] or r["seen_at"]
-        ranked = sorted(pool, key=lambda c: (abs(c["amount"] - r["amount"]), abs((c["created_at"] - when)
-                                                                                  .total_seconds()),
-                                             c["source"], c["external_id"]))[:3]
-        items.append({"break_id": r["break_id"], "severity": r["severity"],
-                      "age_seconds": int((now - (r["since"] or when)).total_seconds()), "due_at": r["due_at"],
-                      "overdue": r["due_at"] is not None and now > r["due_at"],
-                      "transfer": _transfer_out(settings, r).model_dump(mode="json"),
-                      "candidates": [{"source": c["source"], "external_id": c["external_id"], "kind": c["kind"],
-                                      "status": c["status"], "amount_base_units": str(c["amount"]),
-                                      "amount_difference_base_units": str(c["amount"] - r["amount"]),
-                                      "created_at": c["created_at"],
-                                      "hours_from_block_time": round((c["created_at"] - when).total_seconds() / 3600,
-                                                                     2)} for c in ranked]})
+        sides = sorted({(r["chain_id"], our_side(r, ours)) for r in rows})
+        records = await recon_repo.free_records_where(conn, wallets=sides) if sides else []
+    items = [{"break_id": r["break_id"], "severity": r["severity"],
+              "age_seconds": int((now - (r["since"] or r["block_time"] or r["seen_at"])).total_seconds()),
+              "due_at": r["due_at"], "overdue": r["due_at"] is not None and now > r["due_at"],
+              "transfer": _transfer_out(settings, r).model_dump(mode="json"),
+              "candidates": records_for(r, records, ours)} for r in rows]
     last = rows[-1] if len(rows) == limit else None
     next_cursor = base64.urlsafe_b64encode(f"{last['since'].isoformat()}|{last['break_id']}".encode()).decode() \
         if last else None

@@ -506,3 +506,9 @@ async def unmatched_queue(conn: AsyncConnection, *, after: tuple[datetime, int] 
     if after is not None:
         stmt = stmt.where((BR.c.since > after[0]) | ((BR.c.since == after[0]) & (BR.c.id > after[1])))
     return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def transfers_full(conn: AsyncConnection, ids: Sequence[int]) -> list[dict]:
+    """Transfers with every column, by id, in id order."""
+    rows = await conn.execute(select(T).where(T.c.id.in_(list(ids))).order_by(T.c.id)) if ids else None
+    return [dict(r) for r in rows.mappings()] if rows is not None else []

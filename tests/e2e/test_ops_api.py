@@ -62,6 +62,13 @@ async def test_ops_work_the_queue_through_the_api(engine: AsyncEngine, database_
         older = (await client.get("/v1/breaks", params={"older_than": 24 * 100}, headers=alice)).json()["items"]
         assert older == []
 
+        missing = (await client.get(f"/v1/breaks/{kinds[('missing_transfer', (), ('late-1',))]['id']}",
+                                    headers=alice)).json()
+        suggested = missing["records"][0]["candidates"]  # closest amount first
+        assert [(c["id"], c["amount_difference_base_units"]) for c in suggested] == [(1, "0"), (2, "-4930000")]
+        stray_detail = (await client.get(f"/v1/breaks/{stray['id']}", headers=alice)).json()
+        assert [c["external_id"] for c in stray_detail["transfers"][0]["candidates"]] == ["late-1"]
+
         unmatched = kinds[("unmatched_transfer", (1,), ())]
         made = await client.post("/v1/matches", headers=alice, json={
             "transfer_ids": [1], "record_keys": [{"source": "core", "external_id": "late-1"}],
