@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api import problems
+from app.api.balances_routes import router as balances_router
 from app.api.breaks_routes import router as breaks_router
 from app.api.records_routes import router as records_router
 from app.api.routes import router
@@ -69,6 +70,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, run_wat
     app.include_router(router)
     app.include_router(records_router)
     app.include_router(breaks_router)
+    app.include_router(balances_router)
     return app
 
 

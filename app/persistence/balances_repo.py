@@ -84,3 +84,31 @@ def check_row(
     return {"chain_id": chain_id, "wallet": wallet, "token": token, "block_number": block_number,
             "block_hash": block_hash, "opening_balance": opening, "indexed_balance": indexed,
             "onchain_balance": onchain, "difference": onchain - indexed, "checked_at": at}
+
+
+async def flows_by_state(conn: AsyncConnection, chain_id: int, token: str, first_block: dict[str, int], *,
+                         last_block: int | None = None, until: datetime | None = None) -> dict[str, list[tuple]]:
+    """Per wallet: (state, incoming, amount) totals of its live transfers of `token` from the wallet's first block
+    (the block after its opening balance), up to `last_block` / block time `until` if given. Exact on both
+    databases (SQLite sums in Python: its SUM() goes through floats)."""
+    out: dict[str, list[tuple]] = defaultdict(list)
+    by_first: dict[int, list[str]] = defaultdict(list)
+    for wallet, first in first_block.items():
+        by_first[first].append(wallet)
+    for first, group in sorted(by_first.items()):
+        where = [T.c.chain_id == chain_id, T.c.token == token, T.c.state != TransferState.ORPHANED.value,
+                 T.c.block_number >= first]
+        if last_block is not None:
+            where.append(T.c.block_number <= last_block)
+        if until is not None:
+            where.append(T.c.block_time <= until)
+        pg = conn.dialect.name == "postgresql"
+        total = func.sum(T.c.amount) if pg else func.group_concat(T.c.amount)
+        for i in range(0, len(group), 1000):
+            chunk = group[i:i + 1000]
+            for column, incoming in ((T.c.recipient, True), (T.c.sender, False)):
+                stmt = select(column, T.c.state, total).where(*where, column.in_(chunk)).group_by(column, T.c.state)
+                for address, state, amounts in await conn.execute(stmt):
+                    amount = int(amounts) if pg else sum(int(x) for x in str(amounts).split(","))
+                    out[address].append((state, incoming, amount))
+    return dict(out)

@@ -30,6 +30,7 @@ ENDPOINTS: list[tuple[str, str, object, set[Scope] | None, set[int]]] = [
     ("GET", "/v1/chains", None, set(), {200}),
     ("GET", "/v1/transfers", None, {Scope.TREASURY, Scope.OPS}, {200}),
     ("GET", "/v1/transfers/unmatched", None, {Scope.OPS}, {200}),
+    ("GET", "/v1/balances", None, {Scope.TREASURY}, {200}),
     ("GET", "/v1/transfers/999", None, {Scope.TREASURY, Scope.OPS}, {404}),
     ("POST", "/v1/records", [RECORD], {Scope.INGEST}, {200, 201}),
     ("GET", "/v1/records", None, {Scope.OPS, Scope.INGEST}, {200}),
