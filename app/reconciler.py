@@ -75,17 +75,8 @@ def policy_for(settings: Settings, excluded: frozenset[tuple[int, tuple]] = froz
                   excluded=excluded)  # type: ignore[arg-type]
 
 
-_OURS: dict[int, tuple[Settings, frozenset[tuple[int, str]]]] = {}
-
-
 def _our_wallets(settings: Settings) -> frozenset[tuple[int, str]]:
-    """(chain id, address) of every company wallet; computed once per Settings object (thousands of deposit
-    addresses would otherwise cost every pass)."""
-    cached = _OURS.get(id(settings))
-    if cached is None or cached[0] is not settings:
-        cached = _OURS[id(settings)] = (settings, frozenset(
-            (c.chain_id, w.address) for c in settings.chains for w in settings.wallets_on(c)))
-    return cached[1]
+    return settings.our_wallets()
 
 
 _OUR_SHAPES: dict[int, tuple[Settings, dict[str, set[str]]]] = {}

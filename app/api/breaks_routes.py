@@ -104,7 +104,7 @@ async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
         transfers = await recon_repo.transfers_full(conn, json.loads(b["transfer_ids"]))
         records = await records_repo.current_by_key(conn, [tuple(k) for k in json.loads(b["record_keys"])])
         history = await recon_repo.break_events(conn, break_id)
-        ours = {(c.chain_id, w.address) for c in settings.chains for w in settings.wallets_on(c)}
+        ours = settings.our_wallets()
         wallets = sorted({(t["chain_id"], our_side(t, ours)) for t in transfers}
                          | {(r["chain_id"], r["wallet"]) for r in records.values()})
         free_r = await recon_repo.free_records_where(conn, wallets=wallets) if wallets else []

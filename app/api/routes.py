@@ -126,7 +126,7 @@ async def unmatched_transfers(
     settings, engine = _ctx(request)
     after = _decode_queue_cursor(cursor)
     now = datetime.now(UTC)
-    ours = {(c.chain_id, w.address) for c in settings.chains for w in settings.wallets_on(c)}
+    ours = settings.our_wallets()
     async with engine.connect() as conn:
         rows = await recon_repo.unmatched_queue(conn, after=after, limit=limit)
         sides = sorted({(r["chain_id"], our_side(r, ours)) for r in rows})

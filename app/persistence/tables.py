@@ -245,7 +245,8 @@ class BreakRow(SQLModel, table=True):
 
     __tablename__ = "breaks"
     __table_args__ = (Index("ix_breaks_status", "status", "type"), Index("ix_breaks_fingerprint", "fingerprint"),
-                      Index("ix_breaks_ageing", "status", "severity", "since"))
+                      Index("ix_breaks_ageing", "status", "severity", "since"),
+                      Index("ix_breaks_queue", "type", "status", "since", "id"))
     id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
     type: str
     status: str  # open | awaiting_approval | resolved

@@ -59,6 +59,7 @@ def upgrade() -> None:
     # ### end Alembic commands ###
     with op.batch_alter_table('breaks', schema=None) as batch_op:
         batch_op.create_index('ix_breaks_ageing', ['status', 'severity', 'since'], unique=False)
+        batch_op.create_index('ix_breaks_queue', ['type', 'status', 'since', 'id'], unique=False)
     with op.batch_alter_table('match_links', schema=None) as batch_op:
         batch_op.drop_index('ix_match_links_match_id')
     _backfill()
@@ -88,6 +89,7 @@ def downgrade() -> None:
     with op.batch_alter_table('match_links', schema=None) as batch_op:
         batch_op.create_index('ix_match_links_match_id', ['match_id'], unique=False)
     with op.batch_alter_table('breaks', schema=None) as batch_op:
+        batch_op.drop_index('ix_breaks_queue')
         batch_op.drop_index('ix_breaks_ageing')
     op.drop_table('recon_dirty')
     with op.batch_alter_table('counterparties', schema=None) as batch_op:
