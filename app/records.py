@@ -75,6 +75,9 @@ def _time(value: Any, name: str, errors: list[ItemError], i: int) -> datetime | 
 def _address(value: Any, name: str, errors: list[ItemError], i: int) -> str | None:
     if value is None:
         return None
+    if not isinstance(value, str):
+        errors.append(ItemError(i, name, "a 0x-prefixed 20-byte hex address (a string)"))
+        return None
     try:
         return to_checksum(value)
     except InvalidAddress as exc:
@@ -149,7 +152,7 @@ def _enum(item: dict[str, Any], name: str, enum: Any, errors: list[ItemError], i
     value = _field(item, name, errors, i)
     if value is None:
         return None
-    if value not in {e.value for e in enum}:
+    if not isinstance(value, str) or value not in {e.value for e in enum}:
         errors.append(ItemError(i, name, f"one of {sorted(e.value for e in enum)}"))
         return None
     return str(value)

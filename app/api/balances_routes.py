@@ -65,7 +65,9 @@ async def balances(
     items: list[dict[str, Any]] = []
     totals: dict[tuple, dict[str, int]] = {}
     async with engine.connect() as conn:
-        checks = {(c["chain_id"], c["wallet"], c["token"]): c for c in await balances_repo.latest_checks(conn)}
+        only = [wallet_filter] if wallet_filter else None
+        checks = {(c["chain_id"], c["wallet"], c["token"]): c
+                  for c in await balances_repo.latest_checks(conn, wallets=only)} if as_of is None else {}
         for c in settings.chains:
             if chain is not None and c.name != chain:
                 continue
@@ -74,7 +76,8 @@ async def balances(
             for t in settings.tokens_on(c):
                 if token_filter is not None and t.address != token_filter or not wallets:
                     continue
-                openings = await balances_repo.opening_balances(conn, c.chain_id, t.address)
+                openings = await balances_repo.opening_balances(conn, c.chain_id, t.address,
+                                                                [w.address for w in wallets])
                 first = {w.address: openings[w.address][0] + 1 if w.address in openings
                          else max(c.start_block, w.start_block or 0, t.start_block or 0) for w in wallets}
                 flows_rows = await balances_repo.flows_by_state(conn, c.chain_id, t.address, first,

@@ -42,11 +42,14 @@ async def net_flows(
     return dict(flows)
 
 
-async def opening_balances(conn: AsyncConnection, chain_id: int, token: str) -> dict[str, tuple[int, int]]:
-    """{wallet: (block_number, balance)} for the token's pairs whose opening balance is known."""
-    rows = await conn.execute(select(OB.c.wallet, OB.c.block_number, OB.c.balance).where(
-        OB.c.chain_id == chain_id, OB.c.token == token))
-    return {r.wallet: (r.block_number, r.balance) for r in rows}
+async def opening_balances(conn: AsyncConnection, chain_id: int, token: str,
+                           wallets: Sequence[str] | None = None) -> dict[str, tuple[int, int]]:
+    """{wallet: (block_number, balance)} for the token's pairs whose opening balance is known (of these
+    wallets, if given)."""
+    stmt = select(OB.c.wallet, OB.c.block_number, OB.c.balance).where(OB.c.chain_id == chain_id, OB.c.token == token)
+    if wallets is not None and len(wallets) <= 1000:
+        stmt = stmt.where(OB.c.wallet.in_(list(wallets)))
+    return {r.wallet: (r.block_number, r.balance) for r in await conn.execute(stmt)}
 
 
 async def save_opening_balances(
@@ -65,12 +68,15 @@ async def save_checks(conn: AsyncConnection, rows: Sequence[dict[str, object]]) 
         await conn.execute(BC.insert(), list(rows))
 
 
-async def latest_checks(conn: AsyncConnection, chain_id: int | None = None) -> list[dict]:
-    """The most recent check per (chain, wallet, token)."""
+async def latest_checks(conn: AsyncConnection, chain_id: int | None = None,
+                        wallets: Sequence[str] | None = None) -> list[dict]:
+    """The most recent check per (chain, wallet, token) (of these wallets, if given)."""
     latest = select(BC.c.chain_id, BC.c.wallet, BC.c.token, func.max(BC.c.id).label("id")).group_by(
         BC.c.chain_id, BC.c.wallet, BC.c.token)
     if chain_id is not None:
         latest = latest.where(BC.c.chain_id == chain_id)
+    if wallets is not None and len(wallets) <= 1000:
+        latest = latest.where(BC.c.wallet.in_(list(wallets)))
     sub = latest.subquery()
     rows = (await conn.execute(select(BC).join(sub, BC.c.id == sub.c.id).order_by(BC.c.chain_id, BC.c.wallet,
                                                                                    BC.c.token))).mappings()
