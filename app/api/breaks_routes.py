@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from app.access import Principal, Scope
 from app.api.auth import AUTH, PROBLEMS, require
 from app.errors import NotFound
-from app.persistence import audit, recon_repo, records_repo
+from app.persistence import audit, recon_repo, records_repo, transfers_repo
 from app.resolutions import ReasonCode, approve, classify, manual_match, reopen, unmatch
 from app.settlement.amounts import format_units
 from app.settlement.model import BreakType
@@ -101,7 +101,7 @@ async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
         b = await recon_repo.get_break(conn, break_id)
         if b is None:
             raise NotFound(f"break {break_id} not found")
-        transfers = await recon_repo.transfers_full(conn, json.loads(b["transfer_ids"]))
+        transfers = await transfers_repo.transfers_full(conn, json.loads(b["transfer_ids"]))
         records = await records_repo.current_by_key(conn, [tuple(k) for k in json.loads(b["record_keys"])])
         history = await recon_repo.break_events(conn, break_id)
         ours = settings.our_wallets()

@@ -198,10 +198,6 @@ async def remove_match(conn: AsyncConnection, match_id: int, *, actor: str, reas
     await conn.execute(update(ML).where(ML.c.match_id == match_id, or_(*sides)).values(active=False))
 
 
-async def classified_transfer_ids(conn: AsyncConnection) -> set[int]:
-    return set((await conn.execute(select(TC.c.transfer_id))).scalars())
-
-
 async def classify(conn: AsyncConnection, transfer_id: int, reason: str, *, actor: str, at: datetime,
                    note: str | None = None) -> None:
     exists = await conn.scalar(select(TC.c.transfer_id).where(TC.c.transfer_id == transfer_id, TC.c.reason == reason))
@@ -310,10 +306,6 @@ async def mark_items(conn: AsyncConnection, *, transfer_ids: Iterable[int] = (),
               "not_before": not_before} for k in sorted({tuple(k) for k in record_keys})]
     for i in range(0, len(rows), 10000):
         await conn.execute(RD.insert(), rows[i:i + 10000])
-
-
-async def mark_full(conn: AsyncConnection) -> None:
-    await conn.execute(RD.insert().values(kind="full"))
 
 
 async def due_dirty(conn: AsyncConnection, now: datetime) -> list[dict]:
@@ -506,9 +498,3 @@ async def unmatched_queue(conn: AsyncConnection, *, after: tuple[datetime, int] 
     if after is not None:
         stmt = stmt.where((BR.c.since > after[0]) | ((BR.c.since == after[0]) & (BR.c.id > after[1])))
     return [dict(r) for r in (await conn.execute(stmt)).mappings()]
-
-
-async def transfers_full(conn: AsyncConnection, ids: Sequence[int]) -> list[dict]:
-    """Transfers with every column, by id, in id order."""
-    rows = await conn.execute(select(T).where(T.c.id.in_(list(ids))).order_by(T.c.id)) if ids else None
-    return [dict(r) for r in rows.mappings()] if rows is not None else []
