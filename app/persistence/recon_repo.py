@@ -7,9 +7,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, text, tuple_, update
+from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.persistence.lookups import pairs_in
 from app.persistence.tables import (
     BreakEvent,
     BreakLink,
@@ -86,9 +87,12 @@ async def reorged_match_ids(conn: AsyncConnection, transfer_ids: Sequence[int] |
 async def matched_record_keys(conn: AsyncConnection, keys: Sequence[Sequence[str]]) -> set[tuple[str, str]]:
     if not keys:
         return set()
-    rows = await conn.execute(select(ML.c.record_source, ML.c.record_external_id).where(
-        ML.c.active.is_(True), tuple_(ML.c.record_source, ML.c.record_external_id).in_([tuple(k) for k in keys])))
-    return {(a, b) for a, b in rows}
+    out: set[tuple[str, str]] = set()
+    for where in pairs_in(ML.c.record_source, ML.c.record_external_id, keys):
+        rows = await conn.execute(select(ML.c.record_source, ML.c.record_external_id).where(
+            ML.c.active.is_(True), where))
+        out |= {(a, b) for a, b in rows}
+    return out
 
 
 async def matched_transfer_ids(conn: AsyncConnection, ids: Sequence[int]) -> set[int]:
@@ -192,7 +196,7 @@ async def remove_match(conn: AsyncConnection, match_id: int, *, actor: str, reas
                                                                     removed_reason=reason))
     row = (await conn.execute(select(M.c.transfer_ids, M.c.record_keys).where(M.c.id == match_id))).one()
     sides = [ML.c.transfer_id.in_(json.loads(row.transfer_ids))]
-    sides += _per_chain(ML.c.record_source, ML.c.record_external_id, [tuple(k) for k in json.loads(row.record_keys)])
+    sides += pairs_in(ML.c.record_source, ML.c.record_external_id, [tuple(k) for k in json.loads(row.record_keys)])
     # found through the transfer and record indexes: match_links has no index on match_id (a million-match
     # bulk pass would maintain it for this one rare update)
     await conn.execute(update(ML).where(ML.c.match_id == match_id, or_(*sides)).values(active=False))
@@ -330,9 +334,8 @@ async def set_deadlines(conn: AsyncConnection, transfers: dict[int, datetime], r
         keys = sorted({tuple(k) for k in scope_r})
         for i in range(0, len(ids), 1000):
             await conn.execute(delete(RD).where(future, RD.c.transfer_id.in_(ids[i:i + 1000])))
-        for i in range(0, len(keys), 500):
-            await conn.execute(delete(RD).where(future, tuple_(RD.c.record_source, RD.c.record_external_id)
-                                                .in_(keys[i:i + 500])))
+        for where in pairs_in(RD.c.record_source, RD.c.record_external_id, keys):
+            await conn.execute(delete(RD).where(future, where))
     rows = [{"kind": "transfer", "transfer_id": i, "record_source": None, "record_external_id": None,
              "not_before": at} for i, at in sorted(transfers.items())]
     rows += [{"kind": "record", "transfer_id": None, "record_source": k[0], "record_external_id": k[1],
@@ -374,16 +377,6 @@ async def refresh_statistics(conn: AsyncConnection) -> None:
         await conn.exec_driver_sql("ANALYZE matches, match_links")
 
 
-def _per_chain(chain_col, value_col, pairs: Sequence[tuple]) -> list:  # type: ignore[no-untyped-def]
-    """`chain = c AND value IN (...)` per chain (or per record source), in chunks: what both databases serve
-    from a (chain, value) index. A row-value IN is a full scan on SQLite (0.5 s over 1M records)."""
-    by_chain: dict = {}
-    for chain_id, value in pairs:
-        by_chain.setdefault(chain_id, []).append(value)
-    return [(chain_col == chain_id) & value_col.in_(values[i:i + 1000])
-            for chain_id, values in sorted(by_chain.items()) for i in range(0, len(values), 1000)]
-
-
 def _ored(predicates: list) -> list:  # type: ignore[type-arg]
     """OR lookup predicates together, a few per statement: one round trip instead of one per predicate."""
     return [or_(*predicates[i:i + 8]) for i in range(0, len(predicates), 8)]
@@ -398,10 +391,10 @@ async def free_transfers_where(conn: AsyncConnection, *, ids: Sequence[int] = ()
     found: dict[int, dict] = {}
     free = _free_t_clause()
     predicates = [T.c.id.in_(ids[i:i + 1000]) for i in range(0, len(ids), 1000)]
-    by_wallet = _per_chain(T.c.chain_id, T.c.recipient, wallets) + _per_chain(T.c.chain_id, T.c.sender, wallets)
+    by_wallet = pairs_in(T.c.chain_id, T.c.recipient, wallets) + pairs_in(T.c.chain_id, T.c.sender, wallets)
     if between is not None:
         by_wallet = [p & T.c.block_time.between(*between) for p in by_wallet]
-    predicates += by_wallet + _per_chain(T.c.chain_id, T.c.tx_hash, txs)
+    predicates += by_wallet + pairs_in(T.c.chain_id, T.c.tx_hash, txs)
     for where in _ored(predicates):
         rows = await conn.execute(select(*_T_COLS).where(where, free))
         found.update({r["id"]: dict(r) for r in rows.mappings()})
@@ -416,11 +409,11 @@ async def free_records_where(conn: AsyncConnection, *, keys: Sequence[tuple[str,
     naming one of these (chain, tx hash)."""
     found: dict[tuple[str, str], dict] = {}
     free = _free_r_clause()
-    predicates = _per_chain(RC.c.source, RC.c.external_id, keys)
-    by_wallet = _per_chain(RC.c.chain_id, RC.c.wallet, wallets)
+    predicates = pairs_in(RC.c.source, RC.c.external_id, keys)
+    by_wallet = pairs_in(RC.c.chain_id, RC.c.wallet, wallets)
     if between is not None:
         by_wallet = [p & RC.c.created_at.between(*between) for p in by_wallet]
-    predicates += by_wallet + _per_chain(RC.c.chain_id, RC.c.tx_hash, txs)
+    predicates += by_wallet + pairs_in(RC.c.chain_id, RC.c.tx_hash, txs)
     for where in _ored(predicates):
         rows = await conn.execute(select(RC).where(where, free))
         found.update({(r["source"], r["external_id"]): dict(r) for r in rows.mappings()})
@@ -431,7 +424,7 @@ async def open_breaks_touching(conn: AsyncConnection, transfer_ids: Sequence[int
                                record_keys: Sequence[tuple[str, str]]) -> list[dict]:
     """Breaks not resolved yet that list one of these transfers or records."""
     predicates = [BL.c.transfer_id.in_(transfer_ids[i:i + 1000]) for i in range(0, len(transfer_ids), 1000)]
-    predicates += _per_chain(BL.c.record_source, BL.c.record_external_id, record_keys)
+    predicates += pairs_in(BL.c.record_source, BL.c.record_external_id, record_keys)
     found: dict[int, dict] = {}
     for where in _ored(predicates):
         rows = await conn.execute(select(BR).where(BR.c.status != "resolved",

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.persistence.audit import canonical
+from app.persistence.lookups import pairs_in
 from app.persistence.tables import Counterparty, Record, RecordVersion
 from app.settlement.matching import lookalike_shape
 
@@ -20,9 +21,8 @@ CP = Counterparty.__table__
 
 async def current_by_key(conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict]:
     out: dict[tuple[str, str], dict] = {}
-    for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        rows = await conn.execute(select(RC).where(tuple_(RC.c.source, RC.c.external_id).in_(chunk)))
+    for where in pairs_in(RC.c.source, RC.c.external_id, keys):
+        rows = await conn.execute(select(RC).where(where))
         out.update({(r["source"], r["external_id"]): dict(r) for r in rows.mappings()})
     return out
 
