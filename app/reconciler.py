@@ -34,7 +34,6 @@ from app.settlement.severity import Severity, SeverityPolicy, due_at, severity
 
 SYSTEM = "reconciler"
 BULK_ANALYZE = 100_000  # matches written in bulk from which the planner's statistics are refreshed
-ORDER_INDEX = {level.value: i for i, level in enumerate(Severity)}
 
 
 @dataclass
@@ -75,19 +74,15 @@ def policy_for(settings: Settings, excluded: frozenset[tuple[int, tuple]] = froz
                   excluded=excluded)  # type: ignore[arg-type]
 
 
-def _our_wallets(settings: Settings) -> frozenset[tuple[int, str]]:
-    return settings.our_wallets()
-
-
 _OUR_SHAPES: dict[int, tuple[Settings, dict[str, set[str]]]] = {}
 
 
 def _our_shapes(settings: Settings) -> dict[str, set[str]]:
-    """Our wallet addresses by look-alike shape (cached like `_our_wallets`)."""
+    """Our wallet addresses by look-alike shape, built once per Settings object."""
     cached = _OUR_SHAPES.get(id(settings))
     if cached is None or cached[0] is not settings:
         shapes: dict[str, set[str]] = {}
-        for _, address in _our_wallets(settings):
+        for _, address in settings.our_wallets():
             shapes.setdefault(lookalike_shape(address), set()).add(address)
         cached = _OUR_SHAPES[id(settings)] = (settings, shapes)
     return cached[1]
@@ -168,7 +163,7 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
 
 
 async def _full_pass(conn: AsyncConnection, settings: Settings, now: datetime, summary: PassSummary) -> None:
-    ours = _our_wallets(settings)
+    ours = settings.our_wallets()
     with summary.phase("reorged"):
         await _unmatch_reorged(conn, settings, now, summary)
         excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
@@ -199,10 +194,10 @@ async def _incremental_pass(conn: AsyncConnection, settings: Settings, now: date
     for t_ids, r_keys in await _unmatch_reorged(conn, settings, now, summary, sorted(seeds_t)):
         seeds_t |= set(t_ids)
         seeds_r |= set(r_keys)
-    free, free_records, breaks = await _neighbourhood(conn, _our_wallets(settings), seeds_t, seeds_r,
+    ours = settings.our_wallets()
+    free, free_records, breaks = await _neighbourhood(conn, ours, seeds_t, seeds_r,
                                                       timedelta(hours=settings.recon.window_hours))
     excluded = await repo.pairs_unmatched_by_people_near(conn, SYSTEM, sorted(free))
-    ours = _our_wallets(settings)
     shapes = sorted({lookalike_shape(t["sender"] if (t["chain_id"], t["recipient"]) in ours else t["recipient"])
                      for t in free.values()})
     known = await repo.lookalike_counterparties(conn, shapes)
@@ -269,7 +264,7 @@ async def _decide(conn: AsyncConnection, settings: Settings, now: datetime, summ
     """Run the core over these free items (`known`: the known counterparties and our wallets that look like
     theirs), write its matches and classifications, bring the given unresolved
     breaks in step, and set deadlines for items that may break later (their grace period)."""
-    ours = _our_wallets(settings)
+    ours = settings.our_wallets()
     with summary.phase("core"):
         finalized_only = _finalized_only(settings)
         free_t = [_transfer_fact(t, ours, finalized_only) for t in free.values()]
@@ -403,7 +398,7 @@ async def rebuild_differences(settings: Settings, engine: AsyncEngine, *, now: d
     """Decide everything again from scratch (a dry run over every live transfer and current record, people's
     decisions left out) and compare with the machine's active matches: (only now, only from scratch)."""
     now = now or datetime.now(UTC)
-    ours = _our_wallets(settings)
+    ours = settings.our_wallets()
     async with engine.connect() as conn:
         active = [m for m in await repo.active_matches(conn) if m["created_by"] == SYSTEM]
         people = [m for m in await repo.active_matches(conn) if m["created_by"] != SYSTEM]

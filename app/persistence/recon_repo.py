@@ -251,10 +251,6 @@ async def open_breaks_many(conn: AsyncConnection, breaks: list[dict[str, Any]], 
     return ids
 
 
-async def set_severity(conn: AsyncConnection, break_id: int, level: str) -> None:
-    await conn.execute(update(BR).where(BR.c.id == break_id).values(severity=level))
-
-
 async def set_break_status(conn: AsyncConnection, break_id: int, status: str, *, at: datetime,
                            resolution: Any = None) -> None:
     values: dict[str, Any] = {"status": status}
