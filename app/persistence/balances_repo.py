@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.persistence.tables import BalanceCheck, OpeningBalance, Transfer
@@ -21,25 +21,10 @@ BC = BalanceCheck.__table__
 async def net_flows(
     conn: AsyncConnection, chain_id: int, token: str, wallets: Collection[str], first_block: int, last_block: int
 ) -> dict[str, int]:
-    """Per wallet: live (non-orphaned) transfers in minus out, in base units, over [first_block, last_block].
-    Exact on both databases: PostgreSQL sums NUMERIC; SQLite's SUM() goes through floats, so it sums in Python."""
-    live = and_(T.c.chain_id == chain_id, T.c.token == token, T.c.state != TransferState.ORPHANED.value,
-                T.c.block_number >= first_block, T.c.block_number <= last_block)
-    flows: dict[str, int] = defaultdict(int)
-    ours = set(wallets)
-    if conn.dialect.name == "postgresql":
-        for column, sign in ((T.c.recipient, 1), (T.c.sender, -1)):
-            rows = await conn.execute(select(column, func.sum(T.c.amount)).where(live).group_by(column))
-            for address, total in rows:
-                if address in ours:
-                    flows[address] += sign * int(total)
-        return dict(flows)
-    for sender, recipient, amount in await conn.execute(select(T.c.sender, T.c.recipient, T.c.amount).where(live)):
-        if recipient in ours:
-            flows[recipient] += amount
-        if sender in ours:
-            flows[sender] -= amount
-    return dict(flows)
+    """Per wallet: live (non-orphaned) transfers in minus out, in base units, over [first_block, last_block]."""
+    flows = await flows_by_state(conn, chain_id, token, dict.fromkeys(wallets, first_block), last_block=last_block)
+    return {wallet: sum(amount if incoming else -amount for _, incoming, amount in rows)
+            for wallet, rows in flows.items()}
 
 
 async def opening_balances(conn: AsyncConnection, chain_id: int, token: str,
