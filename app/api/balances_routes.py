@@ -8,15 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from app.access import Scope
+from app.api import params
 from app.api.auth import AUTH, PROBLEMS, require
 from app.errors import BadRequest
 from app.persistence import balances_repo
 from app.settlement.amounts import format_units
 from app.settlement.balances import Flows, roll_forward
-from wallets import InvalidAddress, to_checksum
 
 router = APIRouter(prefix="/v1", responses=PROBLEMS)
-ADDRESS = "^0x[0-9a-fA-F]{40}$"
 
 
 def _amount(value: int | None, decimals: int) -> dict[str, str | None]:
@@ -44,8 +43,8 @@ def _as_of(value: str | None) -> tuple[int | None, datetime | None]:
 async def balances(
     request: Request,
     chain: Annotated[str | None, Query(description="chain name")] = None,
-    token: Annotated[str | None, Query(description="token contract address", pattern=ADDRESS)] = None,
-    wallet: Annotated[str | None, Query(description="one of our wallets", pattern=ADDRESS)] = None,
+    token: Annotated[str | None, Query(description="token contract address", pattern=params.ADDRESS)] = None,
+    wallet: Annotated[str | None, Query(description="one of our wallets", pattern=params.ADDRESS)] = None,
     segregation: Annotated[str | None, Query(description="segregation class, e.g. customer")] = None,
     as_of: Annotated[str | None, Query(description="a block number, or an RFC 3339 time: the balances then",
                                        max_length=40)] = None,
@@ -55,13 +54,8 @@ async def balances(
     A balance is null until a balance check has read the pair's opening balance (`settle balances check`)."""
     settings, engine = request.app.state.settings, request.app.state.engine
     block, until = _as_of(as_of)
-    if chain is not None and chain not in {c.name for c in settings.chains}:
-        raise BadRequest("chain", f"unknown chain {chain!r} (configured: {[c.name for c in settings.chains]})")
-    try:
-        token_filter = to_checksum(token) if token else None
-        wallet_filter = to_checksum(wallet) if wallet else None
-    except InvalidAddress as exc:
-        raise BadRequest("token" if token and not wallet else "wallet", str(exc)) from None
+    params.chain_id(settings, chain)  # an unknown chain is a 400 naming it
+    token_filter, wallet_filter = params.address("token", token), params.address("wallet", wallet)
     items: list[dict[str, Any]] = []
     totals: dict[tuple, dict[str, int]] = {}
     async with engine.connect() as conn:

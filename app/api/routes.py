@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.access import Scope
+from app.api import params
 from app.api.auth import AUTH, PROBLEMS, require
 from app.api.schemas import ChainOut, HealthOut, TransferOut, TransferPage
 from app.errors import BadRequest, NotFound
@@ -22,10 +23,8 @@ from app.settlement.amounts import format_units
 from app.suggestions import our_side, records_for
 from chains.redaction import redact_url
 from chains.types import ChainState, TransferState
-from wallets import InvalidAddress, to_checksum
 
 router = APIRouter(prefix="/v1", responses=PROBLEMS)
-ADDRESS = "^0x[0-9a-fA-F]{40}$"
 LAG_DEGRADED = 50
 
 
@@ -90,19 +89,19 @@ def _encode_cursor(last_id: int) -> str:
 async def transfers(
     request: Request,
     chain: Annotated[str | None, Query(description="chain name")] = None,
-    token: Annotated[str | None, Query(description="token contract address", pattern=ADDRESS)] = None,
-    wallet: Annotated[str | None, Query(description="our wallet address (either side)", pattern=ADDRESS)] = None,
+    token: Annotated[str | None, Query(description="token contract address", pattern=params.ADDRESS)] = None,
+    wallet: Annotated[str | None, Query(description="our wallet address (either side)", pattern=params.ADDRESS)] = None,
     state: Annotated[TransferState | None, Query()] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> TransferPage:
     """Indexed transfers in a stable order, keyset-paginated."""
     settings, engine = _ctx(request)
-    chain_id = _chain_id(settings, chain)
+    chain_id = params.chain_id(settings, chain)
     query = repo.TransferQuery(
         chain_id=chain_id,
-        token=_address("token", token),
-        wallet=_address("wallet", wallet),
+        token=params.address("token", token),
+        wallet=params.address("wallet", wallet),
         state=state.value if state else None,
         after_id=_decode_cursor(cursor),
         limit=limit,
@@ -166,24 +165,6 @@ def _decode_queue_cursor(cursor: str | None) -> tuple[datetime, int] | None:
         return at, number
     except ValueError:
         raise BadRequest("cursor", "not a cursor returned by this endpoint") from None
-
-
-def _chain_id(settings: Settings, name: str | None) -> int | None:
-    if name is None:
-        return None
-    for chain in settings.chains:
-        if chain.name == name:
-            return chain.chain_id
-    raise BadRequest("chain", f"unknown chain {name!r} (configured: {[c.name for c in settings.chains]})")
-
-
-def _address(field: str, value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return to_checksum(value)
-    except InvalidAddress as exc:
-        raise BadRequest(field, str(exc)) from None
 
 
 def _transfer_out(settings: Settings, r: dict) -> TransferOut:
