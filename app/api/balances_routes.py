@@ -26,7 +26,7 @@ def _amount(value: int | None, decimals: int) -> dict[str, str | None]:
 def _as_of(value: str | None) -> tuple[int | None, datetime | None]:
     if value is None:
         return None, None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²" is a digit to isdigit(), not to int()
         if int(value) >= 2**63:
             raise BadRequest("as_of", "block number out of range")
         return int(value), None

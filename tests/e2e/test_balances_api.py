@@ -43,6 +43,7 @@ async def test_balances_now_and_as_of_past_blocks_equal_balance_of(chain_a: Devn
         past = {b: (await client.get("/v1/balances", params={"as_of": str(b)})).json() for b in points}
         one = (await client.get("/v1/balances", params={"wallet": DEPOSIT, "token": usdc.address})).json()
         bad = await client.get("/v1/balances", params={"as_of": "yesterday"})
+        superscript = await client.get("/v1/balances", params={"as_of": "\u00b2"})
         bad_token = await client.get("/v1/balances", params={"wallet": DEPOSIT, "token": usdc.address[:-1] + "G"})
         bad_checksum = await client.get("/v1/balances", params={"wallet": DEPOSIT, "token": usdc.address.swapcase()
                                                                 .replace("0X", "0x")})
@@ -70,6 +71,7 @@ async def test_balances_now_and_as_of_past_blocks_equal_balance_of(chain_a: Devn
     assert by_segregation[(usdc.address, "customer")]["confirmed"] == dep_now["confirmed"]
     assert [(i["wallet"], i["token"]["symbol"]) for i in one["items"]] == [(DEPOSIT, "USDC")]
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "as_of"
+    assert superscript.status_code == 400 and superscript.json()["errors"][0]["field"] == "as_of"
     assert bad_token.status_code == 422 and bad_token.json()["errors"][0]["field"] == "token"
     assert bad_checksum.status_code == 400 and bad_checksum.json()["errors"][0]["field"] == "token"
     assert ops.status_code == 403
