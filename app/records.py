@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import SettleError
-from app.persistence import audit, recon_repo
+from app.persistence import audit, feed, recon_repo
 from app.persistence import records_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import MAX_UINT256, parse_units
@@ -185,7 +185,7 @@ async def ingest(settings: Settings, engine: AsyncEngine, items: list[Any], *, a
     records = validate(settings, items)
     now = datetime.now(UTC)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
-    async with engine.begin() as conn:
+    async with feed.transaction(engine) as conn:
         current = await repo.current_by_key(conn, [(r["source"], r["external_id"]) for r in records])
         conflicts: list[ItemError] = []
         writes: list[tuple[dict[str, Any], dict[str, Any] | None]] = []

@@ -10,7 +10,7 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import BadRequest, NotFound, SettleError
-from app.persistence import audit, records_repo
+from app.persistence import audit, feed, records_repo
 from app.persistence import recon_repo as repo
 from app.settings import Settings
 
@@ -47,7 +47,7 @@ async def classify(engine: AsyncEngine, break_id: int, *, reason: ReasonCode, no
     if not note.strip():
         raise BadRequest("note", "a note is required")
     now = datetime.now(UTC)
-    async with engine.begin() as conn:
+    async with feed.transaction(engine) as conn:
         row = await _open_break(conn, break_id)
         if row["status"] != "open":
             raise Conflict(f"break {break_id} is {row['status']}")
@@ -67,7 +67,7 @@ async def classify(engine: AsyncEngine, break_id: int, *, reason: ReasonCode, no
 async def approve(engine: AsyncEngine, break_id: int, *, actor: str) -> dict:
     """Second-person approval of a write-off; the person who proposed it cannot approve it."""
     now = datetime.now(UTC)
-    async with engine.begin() as conn:
+    async with feed.transaction(engine) as conn:
         row = await _open_break(conn, break_id)
         if row["status"] != "awaiting_approval":
             raise Conflict(f"break {break_id} is {row['status']}, not awaiting approval")
@@ -88,7 +88,7 @@ async def approve(engine: AsyncEngine, break_id: int, *, actor: str) -> dict:
 
 async def reopen(engine: AsyncEngine, break_id: int, *, reason: str, actor: str) -> dict:
     now = datetime.now(UTC)
-    async with engine.begin() as conn:
+    async with feed.transaction(engine) as conn:
         row = await _open_break(conn, break_id)
         if row["status"] == "open":
             raise Conflict(f"break {break_id} is already open")
@@ -107,7 +107,7 @@ async def manual_match(settings: Settings, engine: AsyncEngine, *, transfer_ids:
     if not transfer_ids or not record_keys:
         raise BadRequest("transfer_ids" if not transfer_ids else "record_keys", "at least one is required")
     now = datetime.now(UTC)
-    async with engine.begin() as conn:
+    async with feed.transaction(engine) as conn:
         transfers = await repo.transfers_by_id(conn, list(transfer_ids))
         records = await records_repo.current_by_key(conn, [tuple(k) for k in record_keys])  # type: ignore[misc]
         used_t = await repo.matched_transfer_ids(conn, list(transfer_ids))
@@ -143,7 +143,7 @@ async def unmatch(engine: AsyncEngine, match_id: int, *, reason: str, actor: str
     if not reason.strip():
         raise BadRequest("reason", "a reason is required")
     now = datetime.now(UTC)
-    async with engine.begin() as conn:
+    async with feed.transaction(engine) as conn:
         match = await repo.match(conn, match_id)
         if match is None or match["removed_at"] is not None:
             raise NotFound(f"active match {match_id} not found")

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.persistence import feed
 from app.persistence.types import UTCDateTime
 from app.settlement.matching import RULE_VERSION
 
@@ -197,4 +198,5 @@ async def _write(conn: AsyncConnection, rule: str, edges: str, params: dict[str,
     if pg:
         await conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('matches', 'id'), "
                                    "(SELECT max(id) FROM matches))")
+    feed.stage_matches(conn, base + 1, base + count)
     return [(rule, base + 1, base + count)]

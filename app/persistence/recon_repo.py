@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.persistence import feed
 from app.persistence.lookups import pairs_in
 from app.persistence.tables import (
     BreakEvent,
@@ -135,6 +136,7 @@ async def add_match(conn: AsyncConnection, *, rule: str, rule_version: str, tran
     links += [{"match_id": match_id, "transfer_id": None, "block_hash": None, "record_source": k[0],
                "record_external_id": k[1], "active": True} for k in r_keys]
     await conn.execute(ML.insert(), links)
+    feed.stage(conn, "match.created", int(match_id), at)
     return int(match_id)
 
 
@@ -164,6 +166,8 @@ async def add_matches(conn: AsyncConnection, matches: list[dict[str, Any]], *, a
                  "facts": dumps(m["facts"]), "created_at": at, "created_by": actor} for mid, m in zip(new, chunk,
                                                                                                       strict=True)]
         await conn.execute(M.insert(), rows)
+        for mid in new:
+            feed.stage(conn, "match.created", mid, at)
         ids += new
         links = [{"match_id": mid, "transfer_id": t, "block_hash": m["observed"][t], "record_source": None,
                   "record_external_id": None, "active": True} for mid, m in zip(new, chunk, strict=True)
@@ -194,6 +198,7 @@ async def classify_many(conn: AsyncConnection, items: list[tuple[int, str]], *, 
 async def remove_match(conn: AsyncConnection, match_id: int, *, actor: str, reason: str, at: datetime) -> None:
     await conn.execute(update(M).where(M.c.id == match_id).values(removed_at=at, removed_by=actor,
                                                                     removed_reason=reason))
+    feed.stage(conn, "match.removed", match_id, at)
     row = (await conn.execute(select(M.c.transfer_ids, M.c.record_keys).where(M.c.id == match_id))).one()
     sides = [ML.c.transfer_id.in_(json.loads(row.transfer_ids))]
     sides += pairs_in(ML.c.record_source, ML.c.record_external_id, [tuple(k) for k in json.loads(row.record_keys)])
@@ -238,6 +243,8 @@ async def open_breaks_many(conn: AsyncConnection, breaks: list[dict[str, Any]], 
                  "record_keys": dumps(sorted(tuple(k) for k in b["record_keys"])), "facts": dumps(b["facts"]),
                  "opened_at": at} for bid, b in zip(new, chunk, strict=True)]
         await conn.execute(BR.insert(), rows)
+        for bid in new:
+            feed.stage(conn, "break.opened", bid, at, state="open")
         ids += new
         await conn.execute(BE.insert(), [{"break_id": bid, "action": "opened", "actor": actor, "at": at,
                                           "detail": dumps({"type": b["type"]})} for bid, b in zip(new, chunk,
@@ -261,6 +268,10 @@ async def set_break_status(conn: AsyncConnection, break_id: int, status: str, *,
     else:
         values["resolution"] = dumps(resolution)
     await conn.execute(update(BR).where(BR.c.id == break_id).values(**values))
+    if status == "resolved":
+        feed.stage(conn, "break.resolved", break_id, at, state=status, detail=resolution)
+    elif status == "open":
+        feed.stage(conn, "break.opened", break_id, at, state=status)
 
 
 async def add_event(conn: AsyncConnection, break_id: int, action: str, actor: str, at: datetime,

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.persistence import feed
 from app.persistence.audit import canonical
 from app.persistence.lookups import pairs_in
 from app.persistence.tables import Counterparty, Record, RecordVersion
@@ -29,8 +30,10 @@ async def current_by_key(conn: AsyncConnection, keys: Sequence[tuple[str, str]])
 
 async def save_version(conn: AsyncConnection, rec: dict[str, Any], version: int, actor: str, now: datetime) -> None:
     body = canonical({**rec, "amount": str(rec["amount"]), "version": version})
-    await conn.execute(RV.insert().values(source=rec["source"], external_id=rec["external_id"], version=version,
-                                          body=body, actor=actor, ingested_at=now))
+    version_id = (await conn.execute(RV.insert().values(
+        source=rec["source"], external_id=rec["external_id"], version=version, body=body, actor=actor,
+        ingested_at=now).returning(RV.c.id))).scalar_one()
+    feed.stage(conn, "record.ingested", version_id, rec.get("created_at"))
     values = {**rec, "version": version, "ingested_at": now}
     if version == 1:
         await conn.execute(RC.insert().values(**values))

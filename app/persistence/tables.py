@@ -340,3 +340,30 @@ class ApiKey(SQLModel, table=True):
     created_by: str
     revoked_at: datetime | None = Field(default=None, sa_column=_time())
     revoked_by: str | None = None
+
+
+# ---- the feed (issue 4) ---------------------------------------------------------------------------------------------
+class FeedEvent(SQLModel, table=True):
+    """One event of the core-recon feed. `seq` is assigned under the `feed_head` row lock as the writer's last
+    statement, so events commit in `seq` order and a reader following `seq` never has one appear behind it.
+    The event names its entity (`entity_id`: a transfer, record version, match or break) and keeps what of it
+    may change later: a transfer's state and observation (block), a break's status and resolution (`detail`)."""
+
+    __tablename__ = "feed_events"
+    seq: int = Field(sa_column=Column(BigInt(), primary_key=True, autoincrement=False))
+    type: str
+    entity_id: int = Field(sa_column=Column(BigInt(), nullable=False))
+    occurred_at: datetime | None = Field(default=None, sa_column=_time())
+    recorded_at: datetime = Field(sa_column=_time(False))
+    state: str | None = None
+    block_number: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
+    block_hash: str | None = None
+    detail: str | None = None  # JSON
+
+
+class FeedHead(SQLModel, table=True):
+    """A single row: the last `seq` handed out. Writers lock it to append events; readers read up to it."""
+
+    __tablename__ = "feed_head"
+    id: int = Field(sa_column=Column(BigInt(), primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(BigInt(), nullable=False))

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.persistence import feed
 from app.persistence.recon_repo import mark_range
 from app.persistence.tables import Block, ChainStatus, Reorg, Transfer, TransferOrphaning, WatchTarget
 from app.persistence.transfer_inserts import insert_transfers
@@ -101,7 +102,7 @@ class SqlWatcherStore:
         targets: Sequence[Target] = (),
     ) -> int:
         now = utcnow()
-        async with self.engine.begin() as conn:
+        async with feed.transaction(self.engine) as conn:
             if conn.dialect.name == "postgresql":
                 # The batch and its cursor commit together, and re-indexing is idempotent: a server crash can
                 # only lose whole recent batches, which the next run indexes again. So don't wait for the WAL
@@ -109,8 +110,9 @@ class SqlWatcherStore:
                 await conn.execute(text("SET LOCAL synchronous_commit = off"))
             inserted = await insert_transfers(conn, transfers, marks, now)
             if transfers:
-                await mark_range(conn, chain_id, min(t.block_number for t in transfers),
-                                 max(t.block_number for t in transfers))
+                lo, hi = min(t.block_number for t in transfers), max(t.block_number for t in transfers)
+                await mark_range(conn, chain_id, lo, hi)
+                feed.stage_transfers(conn, chain_id, lo, hi, now)
             if blocks:
                 rows = [{"chain_id": chain_id, "number": b.number, "hash": b.hash, "parent_hash": b.parent_hash,
                          "timestamp": b.timestamp} for b in blocks]
@@ -131,7 +133,7 @@ class SqlWatcherStore:
         return inserted
 
     async def promote(self, chain_id: int, marks: Marks, cursor: Cursor) -> None:
-        async with self.engine.begin() as conn:
+        async with feed.transaction(self.engine) as conn:
             await self._promote(conn, chain_id, marks, cursor, utcnow())
 
     async def _promote(
@@ -143,6 +145,7 @@ class SqlWatcherStore:
         lowest = await conn.scalar(select(func.min(T.c.block_number)).where(T.c.chain_id == chain_id, live))
         if lowest is not None and lowest <= max(fin, safe):
             await mark_range(conn, chain_id, int(lowest), max(fin, safe))  # the reconciler looks again
+            feed.stage_transfers(conn, chain_id, int(lowest), max(fin, safe), now)
         await conn.execute(
             update(T)
             .where(T.c.chain_id == chain_id, live, T.c.block_number <= fin)
@@ -162,7 +165,7 @@ class SqlWatcherStore:
         now = utcnow()
         above = and_(T.c.chain_id == chain_id, T.c.block_number > reorg.ancestor.number,
                      T.c.state != TransferState.ORPHANED.value)
-        async with self.engine.begin() as conn:
+        async with feed.transaction(self.engine) as conn:
             reorg_id = (await conn.execute(R.insert().values(
                 chain_id=chain_id, depth=reorg.depth, ancestor_number=reorg.ancestor.number,
                 ancestor_hash=reorg.ancestor.hash, old_head_number=reorg.old_head.number,
@@ -178,6 +181,7 @@ class SqlWatcherStore:
             orphaned = (await conn.execute(
                 update(T).where(above).values(state=TransferState.ORPHANED.value, orphaned_at=now))).rowcount
             await conn.execute(update(R).where(R.c.id == reorg_id).values(orphaned=orphaned))
+            feed.stage_orphaned(conn, reorg_id, now)
             await mark_range(conn, chain_id, reorg.ancestor.number + 1, None)
             await conn.execute(delete(B).where(B.c.chain_id == chain_id, B.c.number > reorg.ancestor.number))
             await conn.execute(update(WT).where(

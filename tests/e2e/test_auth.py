@@ -45,6 +45,7 @@ ENDPOINTS: list[tuple[str, str, object, set[Scope] | None, set[int]]] = [
     ("DELETE", "/v1/matches/999?reason=r", None, {Scope.OPS}, {404}),
     ("GET", "/v1/audit", None, {Scope.ADMIN}, {200}),
     ("GET", "/v1/audit/verify", None, {Scope.ADMIN}, {200}),
+    ("GET", "/v1/feed?after=0&limit=10", None, {Scope.FEED}, {200}),
 ]
 
 

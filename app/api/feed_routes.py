@@ -1,0 +1,156 @@
+"""/v1/feed: what the core (fiat) reconciliation pulls. Scope `feed`.
+
+A reader keeps the `next_after` of each page and asks for the events after it. It sees every event once, in
+`seq` order, and never has one appear behind a `seq` it has passed (see `app.persistence.feed` for why). Replaying
+from 0 rebuilds the current matches and breaks. An event's object is as it was when the event happened: the
+transfer's state and block at that point, the record version ingested, the match as created (or as removed), the
+break as opened (or as resolved, with that resolution); a page read twice is the same page."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from app.access import Scope
+from app.api.auth import AUTH, PROBLEMS, require
+from app.errors import BadRequest
+from app.persistence import feed
+from app.settings import Settings
+from app.settlement.amounts import format_units
+
+router = APIRouter(prefix="/v1", responses=PROBLEMS)
+_ENTITY = {"transfer": "transfers", "record": "record_versions", "match": "matches", "break": "breaks"}
+
+
+class FeedEventOut(BaseModel):
+    seq: int = Field(description="the event's position; strictly increasing")
+    id: str = Field(description="stable identifier: type, entity id and seq")
+    type: str = Field(description="one of " + ", ".join(feed.TYPES))
+    occurred_at: datetime | None = Field(description="when it happened on chain (block time) or in the business")
+    recorded_at: datetime = Field(description="when this service recorded it")
+    object: dict[str, Any] = Field(description="the transfer, record version, match or break, as it was then")
+
+
+class FeedPage(BaseModel):
+    events: list[FeedEventOut]
+    next_after: int = Field(description="pass as `after` for the next page (the feed's head when this page is "
+                                        "short: nothing more has committed yet)")
+    model_config = {"json_schema_extra": {"examples": [{"events": [{
+        "seq": 1041, "id": "match.created:77:1041", "type": "match.created",
+        "occurred_at": "2026-11-26T09:14:03.120000+00:00", "recorded_at": "2026-11-26T09:14:03.180000+00:00",
+        "object": {"id": 77, "rule": "tx_hash", "rule_version": "1", "transfer_ids": [1042],
+                   "record_keys": [{"source": "core", "external_id": "dep-2026-000123"}],
+                   "created_at": "2026-11-26T09:14:03.120000+00:00", "created_by": "reconciler",
+                   "removed_at": None, "removed_by": None, "removed_reason": None}}],
+        "next_after": 1041}]}}
+
+
+@router.get("/feed", dependencies=[Depends(require(Scope.FEED))], response_model=FeedPage,
+            responses={**AUTH, 200: {"model": FeedPage}})
+async def read_feed(
+    request: Request,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="the last seq already read (0: from the start)")]
+    = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    types: Annotated[str | None, Query(max_length=400, description="comma-separated event types to keep, e.g. "
+                                                                    "`match.created,match.removed`")] = None,
+) -> Response:
+    wanted = _types(types)
+    async with request.app.state.engine.connect() as conn:
+        rows, next_after = await feed.page(conn, after=after, limit=limit, types=wanted)
+        entities = {}
+        for prefix, table in _ENTITY.items():
+            ids = [r["entity_id"] for r in rows if r["type"].startswith(prefix + ".")]
+            entities[prefix] = await feed.by_ids(conn, table, ids) if ids else {}
+    render = _Renderer(request.app.state.settings)
+    events = [render.event(r, entities) for r in rows]
+    body = json.dumps({"events": events, "next_after": next_after}, default=_iso, separators=(",", ":"))
+    return Response(body, media_type="application/json")
+
+
+def _types(value: str | None) -> list[str] | None:
+    if value is None or not value.strip():
+        return None
+    wanted = [t.strip() for t in value.split(",") if t.strip()]
+    unknown = sorted(set(wanted) - set(feed.TYPES))
+    if unknown:
+        raise BadRequest("types", f"unknown event type(s) {unknown}; known: {list(feed.TYPES)}")
+    return wanted
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+class _Renderer:
+    """Objects as they were at each event, from the event's own columns and the entity's unchanging ones."""
+
+    def __init__(self, settings: Settings) -> None:
+        names = {c.chain_id: c.name for c in settings.chains}
+        self.chains = names
+        self.tokens = {(c.chain_id, t.address): t for c in settings.chains for t in settings.tokens_on(c)}
+        self.by_address = {address: t for (_, address), t in self.tokens.items()}
+
+    def event(self, r: dict[str, Any], entities: dict[str, dict[int, dict]]) -> dict[str, Any]:
+        kind = r["type"].split(".", 1)[0]
+        entity = entities[kind].get(r["entity_id"], {})
+        render = {"transfer": self.transfer, "record": self.record, "match": self.match, "break": self.break_}[kind]
+        obj = render(r, entity)
+        return {"seq": r["seq"], "id": f"{r['type']}:{r['entity_id']}:{r['seq']}", "type": r["type"],
+                "occurred_at": r["occurred_at"], "recorded_at": r["recorded_at"], "object": obj}
+
+    def _token(self, chain_id: int | None, address: str) -> dict[str, Any]:
+        token = self.tokens.get((chain_id, address)) if chain_id is not None else self.by_address.get(address)
+        return {"address": address, "symbol": token.symbol if token else None,
+                "decimals": token.decimals if token else None}
+
+    def _amount(self, token: dict[str, Any], base_units: int | str) -> dict[str, Any]:
+        decimals = token["decimals"]
+        return {"amount": format_units(int(base_units), decimals) if decimals is not None else None,
+                "amount_base_units": str(base_units)}
+
+    def transfer(self, r: dict[str, Any], t: dict[str, Any]) -> dict[str, Any]:
+        token = self._token(t["chain_id"], t["token"])
+        orphaned = r["state"] == "orphaned"
+        block_time = (t["block_time"] if t["block_hash"] == r["block_hash"] else None) if orphaned else r["occurred_at"]
+        return {"id": r["entity_id"], "chain": self.chains.get(t["chain_id"], str(t["chain_id"])),
+                "chain_id": t["chain_id"], "token": token, "sender": t["sender"], "recipient": t["recipient"],
+                **self._amount(token, t["amount"]), "tx_hash": t["tx_hash"], "log_index": t["log_index"],
+                "block_number": r["block_number"], "block_hash": r["block_hash"],
+                "block_time": block_time, "state": r["state"]}
+
+    def record(self, r: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:
+        body = json.loads(v["body"])
+        token = self._token(body["chain_id"], body["token"])
+        return {**body, "token": token, **self._amount(token, body["amount"]), "ingested_by": v["actor"],
+                "ingested_at": v["ingested_at"]}
+
+    def match(self, r: dict[str, Any], m: dict[str, Any]) -> dict[str, Any]:
+        removed = r["type"] == "match.removed"
+        return {"id": m["id"], "rule": m["rule"], "rule_version": m["rule_version"],
+                "transfer_ids": json.loads(m["transfer_ids"]),
+                "record_keys": [{"source": s, "external_id": e} for s, e in json.loads(m["record_keys"])],
+                "created_at": m["created_at"], "created_by": m["created_by"],
+                "removed_at": m["removed_at"] if removed else None, "removed_by": m["removed_by"] if removed else None,
+                "removed_reason": m["removed_reason"] if removed else None}
+
+    def break_(self, r: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        resolved = r["type"] == "break.resolved"
+        token = self._token(None, b["token"]) if b["token"] else None  # breaks name the token, not the chain
+        amount = self._amount(token, b["amount"]) if token and b["amount"] is not None else {
+            "amount": None, "amount_base_units": None}
+        return {"id": b["id"], "type": b["type"], "status": r["state"], "token": token, **amount,
+                "since": b["since"], "opened_at": b["opened_at"],
+                "resolved_at": r["occurred_at"] if resolved else None,
+                "resolution": json.loads(r["detail"]) if resolved and r["detail"] else None,
+                "transfer_ids": json.loads(b["transfer_ids"]),
+                "record_keys": [{"source": s, "external_id": e} for s, e in json.loads(b["record_keys"])],
+                "facts": json.loads(b["facts"])}
+
