@@ -94,6 +94,35 @@ async def load_test(base: str, key: str, path: str, params: list[dict] | None, s
             "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000, "n": len(latencies), "errors": errors}
 
 
+async def feed_bench(base: str, key: str, *, limit: int = 5000, most: int = 500_000) -> None:
+    """One reader pulling the feed by cursor from 0 (up to `most` events), against the bare query of the same
+    pages on the same database in this process (the baseline: no HTTP, no rendering)."""
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+        after, events, started = 0, 0, time.perf_counter()
+        while events < most:
+            page = (await client.get("/v1/feed", params={"after": after, "limit": limit})).json()
+            events += len(page["events"])
+            after = page["next_after"]
+            if len(page["events"]) < limit:
+                break
+        elapsed = time.perf_counter() - started
+    engine = create_engine(sync_url(URL))
+    with engine.connect() as conn:
+        bare_started, last, bare = time.perf_counter(), 0, 0
+        while bare < events:
+            rows = conn.execute(text("SELECT * FROM feed_events WHERE seq > :a ORDER BY seq LIMIT :n"),
+                                {"a": last, "n": limit}).all()
+            if not rows:
+                break
+            bare += len(rows)
+            last = rows[-1].seq
+        bare_elapsed = time.perf_counter() - bare_started
+    engine.dispose()
+    rate, bare_rate = events / elapsed, bare / bare_elapsed
+    print(f"/v1/feed by cursor, limit={limit}: {events:,} events in {elapsed:.2f} s = {rate:,.0f} events/s "
+          f"(bare SELECT of the same pages: {bare_rate:,.0f} events/s; {rate / bare_rate:.2f}x)", flush=True)
+
+
 async def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=1_000_000)
@@ -126,6 +155,7 @@ async def main() -> int:
         for label, r in results.items():
             print(f"{label:42} {r['rps']:8.0f} req/s ({r['rps'] / base_rps:4.2f}x baseline)  p50 {r['p50']:6.1f} ms"
                   f"  p99 {r['p99']:6.1f} ms  ({r['n']:,} requests, {r['errors']} errors)", flush=True)
+        await feed_bench(base, key)
         started = time.perf_counter()
         everything = httpx.get(f"{base}/v1/balances", headers={"Authorization": f"Bearer {key}"}, timeout=600)
         print(f"/v1/balances (all {len(everything.json()['items']):,} pairs, one request): "
