@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -104,10 +106,43 @@ async def list_keys(engine: AsyncEngine) -> list[dict]:
         return await keys_repo.all_keys(conn)
 
 
-async def authenticate(engine: AsyncEngine, key: str) -> Principal | None:
-    """The principal behind an active key, or None."""
+async def authenticate(engine: AsyncEngine, key: str, cache: KeyCache | None = None) -> Principal | None:
+    """The principal behind an active key, or None. With a `cache`, a key found active is trusted for the cache's
+    lifetime without asking the database again (a revocation takes effect within it)."""
     if not key.startswith(PREFIX):
         return None
+    digest = hash_key(key)
+    if cache is not None and (known := cache.get(digest)) is not None:
+        return known
     async with engine.connect() as conn:
-        row = await keys_repo.active_by_hash(conn, hash_key(key))
-    return Principal(row["name"], frozenset(Scope(s) for s in row["scopes"])) if row else None
+        row = await keys_repo.active_by_hash(conn, digest)
+    principal = Principal(row["name"], frozenset(Scope(s) for s in row["scopes"])) if row else None
+    if cache is not None and principal is not None:
+        cache.put(digest, principal)
+    return principal
+
+
+class KeyCache:
+    """Active keys by hash, each trusted for `seconds` after it was read (unknown keys are never cached, so
+    guessing cannot fill it). `seconds = 0` asks the database on every request."""
+
+    def __init__(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, digest: str) -> Principal | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._entries[digest]
+            return None
+        return entry[0]
+
+    def put(self, digest: str, principal: Principal) -> None:
+        if self.seconds > 0:
+            self._entries[digest] = (principal, self._clock() + self.seconds)
+
+    def clear(self) -> None:
+        self._entries.clear()

@@ -127,6 +127,9 @@ class ReconConfig(_Strict):
 class ApiConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    key_cache_seconds: float = Field(5.0, ge=0, le=3600, description="an active API key is trusted this long "
+                                                                       "without a database read; a revocation "
+                                                                       "takes effect within it (0: every request)")
 
 
 class Settings(BaseSettings):

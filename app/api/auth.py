@@ -22,7 +22,8 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[Principal]]:
                                                                   Depends(bearer)]) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("send an API key: Authorization: Bearer <key>")
-        principal = await authenticate(request.app.state.engine, credentials.credentials)
+        principal = await authenticate(request.app.state.engine, credentials.credentials,
+                                       getattr(request.app.state, "key_cache", None))
         if principal is None:
             raise Unauthorized("unknown or revoked API key")
         if scopes and not principal.scopes & set(scopes):

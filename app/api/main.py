@@ -12,6 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.access import KeyCache
 from app.api import problems
 from app.api.balances_routes import router as balances_router
 from app.api.breaks_routes import router as breaks_router
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, run_wat
     )
     app.state.settings = settings
     app.state.engine = db
+    app.state.key_cache = KeyCache(settings.api.key_cache_seconds)
     problems.install(app)
     app.include_router(router)
     app.include_router(records_router)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.access import Scope, create_key, revoke_key
 from app.api.main import create_app
-from app.settings import Settings
+from app.settings import ApiConfig, Settings
 from tests.support.harness import address_for, write_toml
 
 REPO = Path(__file__).parents[2]
@@ -125,7 +125,9 @@ async def test_keys_cli_prints_a_key_once_stores_its_hash_lists_and_revokes(engi
     again = settle("keys", "create", "--name", "treasury-bot", "--scope", "ops")
     assert again.returncode == 1 and "exists" in again.stderr
 
-    app = create_app(_settings(tmp_path, database_url), engine=engine)
+    # no key cache: a revocation from the CLI (another process) takes effect on the next request
+    app = create_app(_settings(tmp_path, database_url).model_copy(update={"api": ApiConfig(key_cache_seconds=0)}),
+                     engine=engine)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
                                  headers={"Authorization": f"Bearer {key}"}) as client:
         assert (await client.get("/v1/transfers")).status_code == 200
@@ -137,3 +139,23 @@ async def test_keys_cli_prints_a_key_once_stores_its_hash_lists_and_revokes(engi
         actions = list((await conn.execute(text("SELECT action FROM audit_log WHERE entity = 'key:treasury-bot' "
                                                 "ORDER BY id"))).scalars())
     assert actions == ["key.created", "key.revoked"]
+
+
+async def test_the_key_cache_trusts_an_active_key_for_its_lifetime_only(engine: AsyncEngine) -> None:
+    from app.access import KeyCache, authenticate, hash_key
+
+    now = [100.0]
+    cache = KeyCache(5.0, clock=lambda: now[0])
+    key = await create_key(engine, name="cached", scopes=[Scope.FEED], actor="test")
+    assert (await authenticate(engine, key, cache)).name == "cached"  # type: ignore[union-attr]
+    await revoke_key(engine, "cached", actor="test")
+    now[0] += 4.9
+    assert (await authenticate(engine, key, cache)) is not None  # within the lifetime: still trusted
+    now[0] += 0.2
+    assert await authenticate(engine, key, cache) is None  # expired: the database says revoked
+    assert await authenticate(engine, "stk_guess", cache) is None and cache.get(hash_key("stk_guess")) is None
+    uncached = KeyCache(0)
+    other = await create_key(engine, name="uncached", scopes=[Scope.FEED], actor="test")
+    assert await authenticate(engine, other, uncached) is not None
+    await revoke_key(engine, "uncached", actor="test")
+    assert await authenticate(engine, other, uncached) is None
