@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -92,23 +93,39 @@ async def transfers(
     token: Annotated[str | None, Query(description="token contract address", pattern=params.ADDRESS)] = None,
     wallet: Annotated[str | None, Query(description="our wallet address (either side)", pattern=params.ADDRESS)] = None,
     state: Annotated[TransferState | None, Query()] = None,
+    recon_status: Annotated[ReconStatus | None, Query(description="matched, explained (classified), unmatched "
+                                                                  "(an open break names it) or pending")] = None,
+    direction: Annotated[Direction | None, Query(description="in, out or internal: relative to `wallet` if "
+                                                             "given, else to all our wallets")] = None,
+    since: Annotated[datetime | None, Query(description="block time from (inclusive), RFC 3339 with offset")]
+    = None,
+    until: Annotated[datetime | None, Query(description="block time until (exclusive), RFC 3339 with offset")]
+    = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> TransferPage:
-    """Indexed transfers in a stable order, keyset-paginated."""
+    """Indexed transfers in a stable order, keyset-paginated, each with its reconciliation status."""
     settings, engine = _ctx(request)
     chain_id = params.chain_id(settings, chain)
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise BadRequest(name, "the time needs an offset, e.g. Z")
     query = repo.TransferQuery(
         chain_id=chain_id,
         token=params.address("token", token),
         wallet=params.address("wallet", wallet),
         state=state.value if state else None,
+        recon_status=recon_status.value if recon_status else None,
+        direction=direction.value if direction else None,
+        ours=frozenset(a for c, a in settings.our_wallets() if chain_id is None or c == chain_id),
+        since=since, until=until,
         after_id=_decode_cursor(cursor),
         limit=limit,
     )
     async with engine.connect() as conn:
         rows = await repo.list_transfers(conn, query)
-    items = [_transfer_out(settings, r) for r in rows]
+        statuses = await repo.recon_statuses(conn, [r["id"] for r in rows])
+    items = [_transfer_out(settings, r, statuses[r["id"]]) for r in rows]
     next_cursor = _encode_cursor(rows[-1]["id"]) if len(rows) == limit else None
     return TransferPage(items=items, next_cursor=next_cursor)
 
@@ -133,7 +150,7 @@ async def unmatched_transfers(
     items = [{"break_id": r["break_id"], "severity": r["severity"],
               "age_seconds": int((now - (r["since"] or r["block_time"] or r["seen_at"])).total_seconds()),
               "due_at": r["due_at"], "overdue": r["due_at"] is not None and now > r["due_at"],
-              "transfer": _transfer_out(settings, r).model_dump(mode="json"),
+              "transfer": _transfer_out(settings, r, "unmatched").model_dump(mode="json"),
               "candidates": records_for(r, records, ours)} for r in rows]
     last = rows[-1] if len(rows) == limit else None
     next_cursor = base64.urlsafe_b64encode(f"{last['since'].isoformat()}|{last['break_id']}".encode()).decode() \
@@ -149,9 +166,10 @@ async def transfer(request: Request, transfer_id: Annotated[int, Path(ge=1, le=2
     settings, engine = _ctx(request)
     async with engine.connect() as conn:
         rows = await repo.transfers_full(conn, [transfer_id])
+        statuses = await repo.recon_statuses(conn, [transfer_id])
     if not rows:
         raise NotFound(f"transfer {transfer_id} not found")
-    return _transfer_out(settings, rows[0])
+    return _transfer_out(settings, rows[0], statuses[transfer_id])
 
 
 def _decode_queue_cursor(cursor: str | None) -> tuple[datetime, int] | None:
@@ -167,7 +185,20 @@ def _decode_queue_cursor(cursor: str | None) -> tuple[datetime, int] | None:
         raise BadRequest("cursor", "not a cursor returned by this endpoint") from None
 
 
-def _transfer_out(settings: Settings, r: dict) -> TransferOut:
+class ReconStatus(StrEnum):
+    MATCHED = "matched"
+    EXPLAINED = "explained"
+    UNMATCHED = "unmatched"
+    PENDING = "pending"
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+    INTERNAL = "internal"
+
+
+def _transfer_out(settings: Settings, r: dict, recon_status: str | None = None) -> TransferOut:
     chain = next((c for c in settings.chains if c.chain_id == r["chain_id"]), None)
     token = next((t for t in settings.tokens if chain and t.chain == chain.name and t.address == r["token"]), None)
     decimals = token.decimals if token else None
@@ -179,5 +210,5 @@ def _transfer_out(settings: Settings, r: dict) -> TransferOut:
         amount_base_units=str(r["amount"]), tx_hash=r["tx_hash"], log_index=r["log_index"],
         block_number=r["block_number"], block_hash=r["block_hash"], block_time=r["block_time"],
         state=r["state"], seen_at=r["seen_at"], confirmed_at=r["confirmed_at"], finalized_at=r["finalized_at"],
-        orphaned_at=r["orphaned_at"],
+        orphaned_at=r["orphaned_at"], recon_status=recon_status,
     )

@@ -32,6 +32,7 @@ class TransferOut(BaseModel):
     confirmed_at: datetime | None
     finalized_at: datetime | None
     orphaned_at: datetime | None
+    recon_status: str | None = Field(None, description="matched | explained | unmatched | pending")
 
 
 class TransferPage(BaseModel):

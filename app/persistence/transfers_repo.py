@@ -2,16 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, exists, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.persistence.tables import ChainStatus, Reorg, Transfer
+from app.persistence.tables import (
+    BreakLink,
+    BreakRow,
+    ChainStatus,
+    MatchLink,
+    Reorg,
+    Transfer,
+    TransferClassification,
+)
 
 T = Transfer.__table__
 CS = ChainStatus.__table__
 R = Reorg.__table__
+ML = MatchLink.__table__
+TC = TransferClassification.__table__
+BL = BreakLink.__table__
+BR = BreakRow.__table__
+
+RECON_STATUSES = ("matched", "explained", "unmatched", "pending")
+"""matched: an active match holds it; explained: classified (internal, noise, a person's reason) and not matched;
+unmatched: neither, and an unresolved break names it; pending: none of these yet (inside its grace period, or not
+yet reconciled)."""
+
+
+def _matched():  # type: ignore[no-untyped-def]
+    return exists().where(ML.c.transfer_id == T.c.id, ML.c.active.is_(True))
+
+
+def _explained():  # type: ignore[no-untyped-def]
+    return exists().where(TC.c.transfer_id == T.c.id)
+
+
+def _in_break():  # type: ignore[no-untyped-def]
+    return exists().where(BL.c.transfer_id == T.c.id, BL.c.break_id == BR.c.id, BR.c.status != "resolved")
+
+
+def _recon_clause(status: str):  # type: ignore[no-untyped-def]
+    if status == "matched":
+        return _matched()
+    if status == "explained":
+        return and_(not_(_matched()), _explained())
+    if status == "unmatched":
+        return and_(not_(_matched()), not_(_explained()), _in_break())
+    return and_(not_(_matched()), not_(_explained()), not_(_in_break()))
 
 
 @dataclass(frozen=True)
@@ -20,6 +61,11 @@ class TransferQuery:
     token: str | None = None
     wallet: str | None = None
     state: str | None = None
+    recon_status: str | None = None
+    direction: str | None = None  # in | out | internal, relative to `wallet`, or else to `ours`
+    ours: frozenset[str] = frozenset()  # our wallet addresses on the chain(s) asked about
+    since: datetime | None = None  # block time, inclusive
+    until: datetime | None = None  # block time, exclusive
     after_id: int = 0
     limit: int = 100
 
@@ -35,8 +81,36 @@ async def list_transfers(conn: AsyncConnection, q: TransferQuery) -> list[dict]:
         stmt = stmt.where(or_(T.c.sender == q.wallet, T.c.recipient == q.wallet))
     if q.state is not None:
         stmt = stmt.where(T.c.state == q.state)
+    if q.recon_status is not None:
+        stmt = stmt.where(_recon_clause(q.recon_status))
+    if q.direction is not None:
+        stmt = stmt.where(_direction_clause(q))
+    if q.since is not None:
+        stmt = stmt.where(T.c.block_time >= q.since)
+    if q.until is not None:
+        stmt = stmt.where(T.c.block_time < q.until)
     rows = await conn.execute(stmt.order_by(T.c.id).limit(q.limit))
     return [dict(r) for r in rows.mappings()]
+
+
+def _direction_clause(q: TransferQuery):  # type: ignore[no-untyped-def]
+    if q.wallet is not None:
+        to_us, from_us = T.c.recipient == q.wallet, T.c.sender == q.wallet
+    else:
+        to_us, from_us = T.c.recipient.in_(sorted(q.ours)), T.c.sender.in_(sorted(q.ours))
+    return {"in": and_(to_us, not_(from_us)), "out": and_(from_us, not_(to_us)),
+            "internal": and_(to_us, from_us)}[q.direction]  # type: ignore[index]
+
+
+async def recon_statuses(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, str]:
+    """The reconciliation status of each of these transfers (see RECON_STATUSES)."""
+    if not ids:
+        return {}
+    out = dict.fromkeys(ids, "pending")
+    for status, clause in (("unmatched", _in_break()), ("explained", _explained()), ("matched", _matched())):
+        rows = await conn.execute(select(T.c.id).where(T.c.id.in_(list(ids)), clause))
+        out.update(dict.fromkeys((i for (i,) in rows), status))  # later wins: matched, explained, unmatched
+    return out
 
 
 async def chain_statuses(conn: AsyncConnection) -> list[dict]:

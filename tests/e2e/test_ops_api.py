@@ -142,3 +142,42 @@ async def test_the_unmatched_queue_is_oldest_first_with_suggested_records(engine
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
     assert bad.status_code == 400 and bad.json()["errors"] == [{"field": "cursor",
                                                                 "reason": "not a cursor returned by this endpoint"}]
+
+
+async def test_transfers_filter_by_recon_status_direction_and_block_time(engine: AsyncEngine, database_url: str,
+                                                                        tmp_path: Path) -> None:
+    settings = _settings(tmp_path, database_url)
+    matched, stray, zero = _transfer(10, 1_000_000), _transfer(11, 70_000), _transfer(12, 0)
+    stray["block_time"], zero["block_time"] = WHEN + timedelta(hours=1), WHEN + timedelta(hours=2)
+    zero["sender"], zero["recipient"] = DEP, CUSTOMER  # an outgoing zero-value transfer: noise, explained
+    async with engine.begin() as conn:
+        await conn.execute(Transfer.__table__.insert(), [matched, stray, zero])
+        await conn.execute(Record.__table__.insert(), [_record("dep-10", 1_000_000, WHEN)])
+    await reconcile_once(settings, engine, now=WHEN + timedelta(days=4))
+    late = _transfer(13, 5)  # indexed after the pass: not decided yet
+    late["block_time"] = WHEN + timedelta(hours=3)
+    async with engine.begin() as conn:
+        await conn.execute(Transfer.__table__.insert(), [late])
+    app = create_app(settings, engine=engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                 headers=await bearer(engine, "treasury")) as client:
+        async def ids(**query: str) -> list[int]:
+            reply = await client.get("/v1/transfers", params=query)
+            assert reply.status_code == 200, reply.text
+            return [t["id"] for t in reply.json()["items"]]
+
+        by_status = {s: await ids(recon_status=s) for s in ("matched", "explained", "unmatched", "pending")}
+        listed = {t["id"]: t["recon_status"] for t in (await client.get("/v1/transfers")).json()["items"]}
+        one = (await client.get("/v1/transfers/11")).json()
+        directions = {d: await ids(direction=d) for d in ("in", "out", "internal")}
+        from_dep = await ids(direction="out", wallet=DEP)
+        window = await ids(since=(WHEN + timedelta(hours=1)).isoformat(), until=(WHEN + timedelta(hours=3)).isoformat())
+        naive = await client.get("/v1/transfers", params={"since": "2026-11-26T10:00:00"})
+        unknown = await client.get("/v1/transfers", params={"recon_status": "lost"})
+    assert by_status == {"matched": [10], "explained": [12], "unmatched": [11], "pending": [13]}
+    assert listed == {10: "matched", 11: "unmatched", 12: "explained", 13: "pending"}
+    assert one["recon_status"] == "unmatched"
+    assert directions == {"in": [10, 11, 13], "out": [12], "internal": []} and from_dep == [12]
+    assert window == [11, 12]
+    assert naive.status_code == 400 and naive.json()["errors"][0]["field"] == "since"
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "recon_status"
