@@ -21,6 +21,7 @@ from app.settlement.amounts import format_units
 from app.settlement.model import BreakType
 from app.settlement.severity import Severity
 from app.suggestions import our_side, records_for, transfers_for
+from app.wallet_book import wallet_book
 
 router = APIRouter(prefix="/v1", responses=PROBLEMS)
 READ = Depends(require(Scope.OPS, Scope.APPROVER))
@@ -96,15 +97,15 @@ async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
     """One break with its transfers and records (current versions), each with up to 3 suggested counterparts
     among the unexplained items on the same wallet and token, and its history."""
 
-    settings, now = request.app.state.settings, datetime.now(UTC)
-    async with request.app.state.engine.connect() as conn:
+    settings, engine, now = request.app.state.settings, request.app.state.engine, datetime.now(UTC)
+    ours = (await wallet_book(settings, engine)).our_wallets()
+    async with engine.connect() as conn:
         b = await recon_repo.get_break(conn, break_id)
         if b is None:
             raise NotFound(f"break {break_id} not found")
         transfers = await transfers_repo.transfers_full(conn, json.loads(b["transfer_ids"]))
         records = await records_repo.current_by_key(conn, [tuple(k) for k in json.loads(b["record_keys"])])
         history = await recon_repo.break_events(conn, break_id)
-        ours = settings.our_wallets()
         wallets = sorted({(t["chain_id"], our_side(t, ours)) for t in transfers}
                          | {(r["chain_id"], r["wallet"]) for r in records.values()})
         free_r = await recon_repo.free_records_where(conn, wallets=wallets) if wallets else []

@@ -21,6 +21,7 @@ from app.persistence import transfers_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import format_units
 from app.suggestions import our_side, records_for
+from app.wallet_book import wallet_book
 from chains.redaction import redact_url
 from chains.types import ChainState, TransferState
 
@@ -125,7 +126,7 @@ async def unmatched_transfers(
     settings, engine = _ctx(request)
     after = _decode_queue_cursor(cursor)
     now = datetime.now(UTC)
-    ours = settings.our_wallets()
+    ours = (await wallet_book(settings, engine)).our_wallets()
     async with engine.connect() as conn:
         rows = await recon_repo.unmatched_queue(conn, after=after, limit=limit)
         sides = sorted({(r["chain_id"], our_side(r, ours)) for r in rows})
