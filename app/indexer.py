@@ -45,7 +45,14 @@ def chain_spec(chain: ChainConfig) -> ChainSpec:
     )
 
 
-def make_rpc(chain: ChainConfig) -> RpcClient:
+INTERACTIVE_TIMEOUT, INTERACTIVE_RETRIES = 5.0, 3
+
+
+def make_rpc(chain: ChainConfig, *, interactive: bool = False) -> RpcClient:
+    """The chain's RPC client; `interactive` (an API request waiting on it) bounds its timeout and retries."""
+    if interactive:
+        return RpcClient(chain.urls, timeout=min(chain.request_timeout, INTERACTIVE_TIMEOUT),
+                         max_retries=min(chain.max_retries, INTERACTIVE_RETRIES), failover_lag=chain.failover_lag)
     return RpcClient(chain.urls, timeout=chain.request_timeout, max_retries=chain.max_retries,
                      failover_lag=chain.failover_lag)
 

@@ -54,7 +54,7 @@ class MatchIn(BaseModel):
                                                         "break_id": 17}]}}
 
 
-def _break_out(settings: Any, b: dict, now: datetime) -> dict[str, Any]:
+def break_out(settings: Any, b: dict, now: datetime) -> dict[str, Any]:
     token = next((t for t in settings.tokens if t.address == b["token"]), None)
     since = b["since"] or b["opened_at"]
     return {"id": b["id"], "type": b["type"], "status": b["status"], "severity": b["severity"],
@@ -88,7 +88,7 @@ async def list_breaks(
         rows = await recon_repo.list_breaks(conn, status=status, kind=type.value if type else None,
                                             severity=severity.value if severity else None, since_before=before,
                                             after_id=after, limit=limit)
-    items = [_break_out(request.app.state.settings, b, now) for b in rows]
+    items = [break_out(request.app.state.settings, b, now) for b in rows]
     return {"items": items, "next_after": rows[-1]["id"] if len(rows) == limit else None}
 
 
@@ -113,7 +113,7 @@ async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
     own_t, own_r = {t["id"] for t in transfers}, set(records)
     free_r = [r for r in free_r if (r["source"], r["external_id"]) not in own_r]
     free_t = [t for t in free_t if t["id"] not in own_t]
-    return {**_break_out(settings, b, now),
+    return {**break_out(settings, b, now),
             "transfers": [{**_full_transfer(t), "candidates": records_for(t, free_r, ours)} for t in transfers],
             "records": [{**{k: v for k, v in r.items() if k not in ("id", "amount")},
                          "amount_base_units": str(r["amount"]), "candidates": transfers_for(r, free_t)}

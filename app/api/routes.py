@@ -109,7 +109,7 @@ async def transfers(
     )
     async with engine.connect() as conn:
         rows = await repo.list_transfers(conn, query)
-    items = [_transfer_out(settings, r) for r in rows]
+    items = [transfer_out(settings, r) for r in rows]
     next_cursor = _encode_cursor(rows[-1]["id"]) if len(rows) == limit else None
     return TransferPage(items=items, next_cursor=next_cursor)
 
@@ -134,7 +134,7 @@ async def unmatched_transfers(
     items = [{"break_id": r["break_id"], "severity": r["severity"],
               "age_seconds": int((now - (r["since"] or r["block_time"] or r["seen_at"])).total_seconds()),
               "due_at": r["due_at"], "overdue": r["due_at"] is not None and now > r["due_at"],
-              "transfer": _transfer_out(settings, r).model_dump(mode="json"),
+              "transfer": transfer_out(settings, r).model_dump(mode="json"),
               "candidates": records_for(r, records, ours)} for r in rows]
     last = rows[-1] if len(rows) == limit else None
     next_cursor = base64.urlsafe_b64encode(f"{last['since'].isoformat()}|{last['break_id']}".encode()).decode() \
@@ -152,7 +152,7 @@ async def transfer(request: Request, transfer_id: Annotated[int, Path(ge=1, le=2
         rows = await repo.transfers_full(conn, [transfer_id])
     if not rows:
         raise NotFound(f"transfer {transfer_id} not found")
-    return _transfer_out(settings, rows[0])
+    return transfer_out(settings, rows[0])
 
 
 def _decode_queue_cursor(cursor: str | None) -> tuple[datetime, int] | None:
@@ -168,7 +168,7 @@ def _decode_queue_cursor(cursor: str | None) -> tuple[datetime, int] | None:
         raise BadRequest("cursor", "not a cursor returned by this endpoint") from None
 
 
-def _transfer_out(settings: Settings, r: dict) -> TransferOut:
+def transfer_out(settings: Settings, r: dict) -> TransferOut:
     chain = next((c for c in settings.chains if c.chain_id == r["chain_id"]), None)
     token = next((t for t in settings.tokens if chain and t.chain == chain.name and t.address == r["token"]), None)
     decimals = token.decimals if token else None
