@@ -29,17 +29,11 @@ from wallets import Address, Segregation, Wallet, WalletKind
 CONFIG_ACTOR = "config"
 
 
-@dataclass(frozen=True, slots=True)
-class RegisteredWallet:
-    """A row of the registry. `start_block` None: the chain's start block."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisteredWallet(Wallet):
+    """A wallet as the registry holds it: its row's id, whether it is active, where it came from and when."""
 
     id: int
-    chain_id: int
-    address: Address
-    label: str
-    kind: WalletKind
-    segregation: Segregation
-    start_block: int | None
     active: bool
     source: str
     created_at: datetime
