@@ -20,6 +20,7 @@ from app.indexer import make_rpc
 from app.persistence import balances_repo as repo
 from app.persistence.watcher_store import SqlWatcherStore
 from app.settings import ChainConfig, Settings, TokenConfig
+from app.wallet_book import RegisteredWallet, wallet_book
 from chains.balances import balances_of
 from chains.rpc import RpcClient
 from chains.types import Cursor
@@ -42,15 +43,17 @@ class CheckResult:
 
 
 async def check_chain(settings: Settings, engine: AsyncEngine, chain: ChainConfig) -> list[CheckResult]:
-    """Check every (wallet, token) of `chain` at its cursor; store and return the results."""
+    """Check every (active wallet, token) of `chain` at its cursor; store and return the results. Inactive
+    wallets are not indexed past their deactivation, so they are not checked."""
     cursor = await SqlWatcherStore(engine).load_cursor(chain.chain_id)
     if cursor is None or cursor.hash is None:
         raise SettleError(f"chain {chain.name} has not been indexed yet")
+    wallets = (await wallet_book(settings, engine)).active_on(chain.chain_id)
     rpc = make_rpc(chain)
     try:
         results: list[CheckResult] = []
         for token in settings.tokens_on(chain):
-            results += await _check_token(settings, engine, chain, token, cursor, rpc)
+            results += await _check_token(engine, chain, wallets, token, cursor, rpc)
     finally:
         await rpc.close()
     now = datetime.now(UTC)
@@ -62,11 +65,10 @@ async def check_chain(settings: Settings, engine: AsyncEngine, chain: ChainConfi
 
 
 async def _check_token(
-    settings: Settings, engine: AsyncEngine, chain: ChainConfig, token: TokenConfig, cursor: Cursor,
+    engine: AsyncEngine, chain: ChainConfig, wallets: list[RegisteredWallet], token: TokenConfig, cursor: Cursor,
     rpc: RpcClient,
 ) -> list[CheckResult]:
-    starts = {w.address: max(chain.start_block, w.start_block or 0, token.start_block or 0)
-              for w in settings.wallets_on(chain)}
+    starts = {w.address: max(chain.start_block, w.start_block or 0, token.start_block or 0) for w in wallets}
     async with engine.connect() as conn:
         openings = await repo.opening_balances(conn, chain.chain_id, token.address)
     missing_by_block: dict[int, list[str]] = defaultdict(list)

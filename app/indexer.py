@@ -1,11 +1,12 @@
-"""Wiring the chain watchers from the settings: one locked watcher per chain."""
+"""Wiring the chain watchers from the settings and the wallet registry: one locked watcher per chain. A following
+watcher picks up wallets registered, deactivated or reactivated while it runs (each poll: one version query)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.persistence.locks import chain_lock
 from app.persistence.watcher_store import SqlWatcherStore
 from app.settings import ChainConfig, Settings
+from app.wallet_book import RegisteredWallet, wallet_book
 from chains.rpc import RpcClient
 from chains.types import ChainSpec, Cursor, TokenSpec, WalletSpec
 from chains.watcher import ChainWatcher, Progress
@@ -43,7 +45,14 @@ def chain_spec(chain: ChainConfig) -> ChainSpec:
     )
 
 
-def make_rpc(chain: ChainConfig) -> RpcClient:
+INTERACTIVE_TIMEOUT, INTERACTIVE_RETRIES = 5.0, 3
+
+
+def make_rpc(chain: ChainConfig, *, interactive: bool = False) -> RpcClient:
+    """The chain's RPC client; `interactive` (an API request waiting on it) bounds its timeout and retries."""
+    if interactive:
+        return RpcClient(chain.urls, timeout=min(chain.request_timeout, INTERACTIVE_TIMEOUT),
+                         max_retries=min(chain.max_retries, INTERACTIVE_RETRIES), failover_lag=chain.failover_lag)
     return RpcClient(chain.urls, timeout=chain.request_timeout, max_retries=chain.max_retries,
                      failover_lag=chain.failover_lag)
 
@@ -55,17 +64,38 @@ class WatcherHandle:
     rpc: RpcClient
 
 
+def wallet_specs(chain: ChainConfig, wallets: Sequence[RegisteredWallet]) -> list[WalletSpec]:
+    """What the watcher follows: the active wallets, from their own start block or the chain's."""
+    return [WalletSpec(w.address, w.start_block if w.start_block is not None else chain.start_block)
+            for w in wallets if w.active]
+
+
 def build_watcher(
-    settings: Settings, chain: ChainConfig, store: SqlWatcherStore, *, on_progress: Progress | None = None
+    settings: Settings, chain: ChainConfig, wallets: Sequence[RegisteredWallet], store: SqlWatcherStore, *,
+    on_progress: Progress | None = None,
 ) -> WatcherHandle:
     start = chain.start_block
     tokens = [TokenSpec(t.address, t.symbol, t.decimals, t.start_block if t.start_block is not None else start)
               for t in settings.tokens_on(chain)]  # type: ignore[arg-type]
-    wallets = [WalletSpec(w.address, w.start_block if w.start_block is not None else start)
-               for w in settings.wallets_on(chain)]
     rpc = make_rpc(chain)
-    watcher = ChainWatcher(chain_spec(chain), tokens, wallets, rpc, store, on_progress=on_progress)
+    watcher = ChainWatcher(chain_spec(chain), tokens, wallet_specs(chain, wallets), rpc, store,
+                           on_progress=on_progress)
     return WatcherHandle(chain, watcher, rpc)
+
+
+def registry_changes(settings: Settings, engine: AsyncEngine, chain: ChainConfig, seen: tuple[int, int]
+                     ) -> Callable[[], Awaitable[list[WalletSpec] | None]]:
+    """For `ChainWatcher.run_forever`: the chain's wallet specs when the registry changed since `seen`, else None."""
+
+    async def changes() -> list[WalletSpec] | None:
+        nonlocal seen
+        book = await wallet_book(settings, engine)
+        if book.version == seen:
+            return None
+        seen = book.version
+        return wallet_specs(chain, book.active_on(chain.chain_id))
+
+    return changes
 
 
 async def index_chain(
@@ -80,12 +110,14 @@ async def index_chain(
     """Index one chain under its lock: until caught up (`once`) or until `stop` is set."""
     store = SqlWatcherStore(engine)
     await store.ensure_chain(chain.chain_id, chain.name)
-    handle = build_watcher(settings, chain, store, on_progress=on_progress)
+    book = await wallet_book(settings, engine)
+    handle = build_watcher(settings, chain, book.active_on(chain.chain_id), store, on_progress=on_progress)
     try:
         async with chain_lock(engine, chain.chain_id, settings.data_dir / "locks"):
             if once:
                 return await handle.watcher.run_until_caught_up()
-            await handle.watcher.run_forever(stop or asyncio.Event())
+            await handle.watcher.run_forever(stop or asyncio.Event(),
+                                             wallets=registry_changes(settings, engine, chain, book.version))
             return handle.watcher.cursor
     finally:
         await handle.rpc.close()

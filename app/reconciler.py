@@ -31,6 +31,7 @@ from app.settlement.model import (
     TransferFact,
 )
 from app.settlement.severity import Severity, SeverityPolicy, due_at, severity
+from app.wallet_book import wallet_book
 
 SYSTEM = "reconciler"
 BULK_ANALYZE = 100_000  # matches written in bulk from which the planner's statistics are refreshed
@@ -74,18 +75,17 @@ def policy_for(settings: Settings, excluded: frozenset[tuple[int, tuple]] = froz
                   excluded=excluded)  # type: ignore[arg-type]
 
 
-_OUR_SHAPES: dict[int, tuple[Settings, dict[str, set[str]]]] = {}
+_OUR_SHAPES: list[tuple[frozenset[tuple[int, str]], dict[str, set[str]]]] = []
 
 
-def _our_shapes(settings: Settings) -> dict[str, set[str]]:
-    """Our wallet addresses by look-alike shape, built once per Settings object."""
-    cached = _OUR_SHAPES.get(id(settings))
-    if cached is None or cached[0] is not settings:
+def _our_shapes(ours: frozenset[tuple[int, str]]) -> dict[str, set[str]]:
+    """Our wallet addresses by look-alike shape, built once per registry version (`ours` is the book's own set)."""
+    if not _OUR_SHAPES or _OUR_SHAPES[0][0] is not ours:
         shapes: dict[str, set[str]] = {}
-        for _, address in settings.our_wallets():
+        for _, address in ours:
             shapes.setdefault(lookalike_shape(address), set()).add(address)
-        cached = _OUR_SHAPES[id(settings)] = (settings, shapes)
-    return cached[1]
+        _OUR_SHAPES[:] = [(ours, shapes)]
+    return _OUR_SHAPES[0][1]
 
 
 def severity_policy(settings: Settings) -> SeverityPolicy:
@@ -141,6 +141,7 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
     decides every unexplained item. Both give the same result; running either twice changes nothing."""
     now = now or datetime.now(UTC)
     summary = PassSummary()
+    ours = (await wallet_book(settings, engine)).our_wallets()  # before the transaction: it may seed the registry
     async with feed.transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(6106700001)")  # one reconciler at a time
@@ -154,16 +155,16 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
             full = len(seeds_t) + len(seeds_r) > settings.recon.incremental_limit
         summary.full = full
         if full:
-            await _full_pass(conn, settings, now, summary)
+            await _full_pass(conn, settings, ours, now, summary)
         elif seeds_t or seeds_r:
-            await _incremental_pass(conn, settings, now, summary, seeds_t, seeds_r)
+            await _incremental_pass(conn, settings, ours, now, summary, seeds_t, seeds_r)
         await repo.consume_dirty(conn, [d["id"] for d in dirty])
         await _age_open_breaks(conn, settings, now)
     return summary
 
 
-async def _full_pass(conn: AsyncConnection, settings: Settings, now: datetime, summary: PassSummary) -> None:
-    ours = settings.our_wallets()
+async def _full_pass(conn: AsyncConnection, settings: Settings, ours: frozenset[tuple[int, str]], now: datetime,
+                     summary: PassSummary) -> None:
     with summary.phase("reorged"):
         await _unmatch_reorged(conn, settings, now, summary)
         excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
@@ -186,23 +187,23 @@ async def _full_pass(conn: AsyncConnection, settings: Settings, now: datetime, s
         free_records = {(r["source"], r["external_id"]): r for r in await repo.free_records(conn)}
         known = await repo.known_counterparties(conn) | {address for _, address in ours}
         open_rows = await repo.open_breaks(conn)
-    await _decide(conn, settings, now, summary, free, free_records, excluded, known, open_rows, scoped=False)
+    await _decide(conn, settings, ours, now, summary, free, free_records, excluded, known, open_rows, scoped=False)
 
 
-async def _incremental_pass(conn: AsyncConnection, settings: Settings, now: datetime, summary: PassSummary,
-                            seeds_t: set[int], seeds_r: set[tuple[str, str]]) -> None:
+async def _incremental_pass(conn: AsyncConnection, settings: Settings, ours: frozenset[tuple[int, str]],
+                            now: datetime, summary: PassSummary, seeds_t: set[int], seeds_r: set[tuple[str, str]]
+                            ) -> None:
     for t_ids, r_keys in await _unmatch_reorged(conn, settings, now, summary, sorted(seeds_t)):
         seeds_t |= set(t_ids)
         seeds_r |= set(r_keys)
-    ours = settings.our_wallets()
     free, free_records, breaks = await _neighbourhood(conn, ours, seeds_t, seeds_r,
                                                       timedelta(hours=settings.recon.window_hours))
     excluded = await repo.pairs_unmatched_by_people_near(conn, SYSTEM, sorted(free))
     shapes = sorted({lookalike_shape(t["sender"] if (t["chain_id"], t["recipient"]) in ours else t["recipient"])
                      for t in free.values()})
     known = await repo.lookalike_counterparties(conn, shapes)
-    known |= {address for shape in shapes for address in _our_shapes(settings).get(shape, ())}
-    await _decide(conn, settings, now, summary, free, free_records, excluded, known, breaks, scoped=True)
+    known |= {address for shape in shapes for address in _our_shapes(ours).get(shape, ())}
+    await _decide(conn, settings, ours, now, summary, free, free_records, excluded, known, breaks, scoped=True)
 
 
 async def _neighbourhood(conn: AsyncConnection, ours: frozenset[tuple[int, str]], seeds_t: set[int],
@@ -257,14 +258,13 @@ async def _neighbourhood(conn: AsyncConnection, ours: frozenset[tuple[int, str]]
     return free_t, free_r, sorted(breaks.values(), key=lambda b: b["id"])
 
 
-async def _decide(conn: AsyncConnection, settings: Settings, now: datetime, summary: PassSummary,
-                  free: dict[int, dict], free_records: dict[tuple[str, str], dict],
+async def _decide(conn: AsyncConnection, settings: Settings, ours: frozenset[tuple[int, str]], now: datetime,
+                  summary: PassSummary, free: dict[int, dict], free_records: dict[tuple[str, str], dict],
                   excluded: frozenset[tuple[int, tuple]], known: set[str], open_rows: list[dict], *,
                   scoped: bool) -> None:
     """Run the core over these free items (`known`: the known counterparties and our wallets that look like
     theirs), write its matches and classifications, bring the given unresolved
     breaks in step, and set deadlines for items that may break later (their grace period)."""
-    ours = settings.our_wallets()
     with summary.phase("core"):
         finalized_only = _finalized_only(settings)
         free_t = [_transfer_fact(t, ours, finalized_only) for t in free.values()]
@@ -398,7 +398,7 @@ async def rebuild_differences(settings: Settings, engine: AsyncEngine, *, now: d
     """Decide everything again from scratch (a dry run over every live transfer and current record, people's
     decisions left out) and compare with the machine's active matches: (only now, only from scratch)."""
     now = now or datetime.now(UTC)
-    ours = settings.our_wallets()
+    ours = (await wallet_book(settings, engine)).our_wallets()
     async with engine.connect() as conn:
         active = [m for m in await repo.active_matches(conn) if m["created_by"] == SYSTEM]
         people = [m for m in await repo.active_matches(conn) if m["created_by"] != SYSTEM]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from chains.decoding import decode_transfers
@@ -33,10 +33,13 @@ from chains.types import (
     TransferLog,
     WalletSpec,
 )
+from wallets import Address
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+WalletUpdates = Callable[[], Awaitable[Sequence[WalletSpec] | None]]
+"""Asked before each step of `run_forever`: the wallets to follow now, or None when they did not change."""
 
 
 class ChainWatcher:
@@ -58,9 +61,10 @@ class ChainWatcher:
         self.source = LogSource(rpc, max_range=spec.max_range)
         self.on_progress = on_progress
         self._token_start = {t.address.lower(): max(t.start_block, spec.start_block) for t in tokens}
-        self._wallet_start = {w.address.lower(): max(w.start_block, spec.start_block) for w in wallets}
         self._tokens = {t.address.lower(): t for t in tokens}
-        self._wallets = {w.address.lower(): w for w in wallets}
+        self._wallet_start: dict[str, int] = {}
+        self._wallets: dict[str, WalletSpec] = {}
+        self._use_wallets(wallets)
         self._targets: dict[tuple[str, str], Target] = {}
         self.cursor: Cursor | None = None
         self.marks: Marks | None = None
@@ -80,14 +84,17 @@ class ChainWatcher:
         assert self.cursor is not None
         return self.cursor
 
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        """Follow the head until `stop` is set. Errors are recorded on the chain and retried after a pause."""
+    async def run_forever(self, stop: asyncio.Event, *, wallets: WalletUpdates | None = None) -> None:
+        """Follow the head until `stop` is set. Errors are recorded on the chain and retried after a pause.
+        `wallets`, if given, is asked before each step for a changed wallet list (see `set_wallets`)."""
         prepared = False
         while not stop.is_set():
             try:
                 if not prepared:
                     await self.prepare()
                     prepared = True
+                elif wallets is not None and (changed := await wallets()) is not None:
+                    await self.set_wallets(changed)
                 more = await self.step()
             except ChainError as exc:
                 log.warning("chain %s: %s", self.spec.name, exc)
@@ -101,22 +108,49 @@ class ChainWatcher:
         """Load the cursor and targets; register newly configured tokens and wallets for their own backfill."""
         cid = self.spec.chain_id
         self.cursor = await self.store.load_cursor(cid)
-        stored = {(t.kind, t.address.lower()): t for t in await self.store.load_targets(cid)}
-        configured = [("token", t.address, self._token_start[a]) for a, t in self._tokens.items()]
-        configured += [("wallet", w.address, self._wallet_start[a]) for a, w in self._wallets.items()]
         if self.cursor is None:
+            configured = self._configured()
             first = min([self.spec.start_block] + [s for _, _, s in configured])
             anchor = await self.source.header(first - 1) if first > 0 else None
             self.cursor = Cursor(first - 1, anchor.hash if anchor else None)
             targets = [Target(k, a, s, self.cursor.number, True) for k, a, s in configured]
             await self.store.commit_batch(cid, [], [anchor] if anchor else [], self.cursor, await self._marks(),
                                           targets)
-            stored = {(t.kind, t.address.lower()): t for t in targets}
+        await self._sync_targets()
+
+    async def set_wallets(self, wallets: Sequence[WalletSpec]) -> None:
+        """Follow these wallets from now on (between steps). A new one is backfilled from its start block, then
+        joins, as in `prepare`; one left out stops being indexed at the cursor, and is backfilled from there if it
+        comes back."""
+        self._use_wallets(wallets)
+        if self.cursor is not None:
+            await self._sync_targets()
+
+    def _configured(self) -> list[tuple[str, Address, int]]:
+        """(kind, address, start block) of every token and wallet to follow."""
+        out = [("token", t.address, self._token_start[a]) for a, t in self._tokens.items()]
+        return out + [("wallet", w.address, self._wallet_start[a]) for a, w in self._wallets.items()]
+
+    def _use_wallets(self, wallets: Sequence[WalletSpec]) -> None:
+        self._wallet_start = {w.address.lower(): max(w.start_block, self.spec.start_block) for w in wallets}
+        self._wallets = {w.address.lower(): w for w in wallets}
+
+    async def _sync_targets(self) -> None:
+        """Register the configured tokens and wallets that have no target yet, park the joined targets no longer
+        configured at the cursor (indexed up to there: unjoined, so a return backfills only the gap), and follow
+        the configured ones."""
+        cid = self.spec.chain_id
+        assert self.cursor is not None
+        stored = {(t.kind, t.address.lower()): t for t in await self.store.load_targets(cid)}
+        configured = self._configured()
+        wanted = {(k, a.lower()) for k, a, _ in configured}
         new = [Target(k, a, s, s - 1, False) for k, a, s in configured if (k, a.lower()) not in stored]
-        if new:
-            await self.store.save_targets(cid, new)
-        self._targets = {**stored, **{(t.kind, t.address.lower()): t for t in new}}
-        self._targets = {k: v for k, v in self._targets.items() if k[1] in self._tokens or k[1] in self._wallets}
+        parked = [replace(t, synced_to=self.cursor.number, joined=False) for key, t in stored.items()
+                  if t.joined and key not in wanted]
+        if new or parked:
+            await self.store.save_targets(cid, new + parked)
+        every = {**stored, **{(t.kind, t.address.lower()): t for t in new}}
+        self._targets = {k: v for k, v in every.items() if k in wanted}
 
     async def step(self) -> bool:
         """One unit of work. Returns True while there is more to do right away."""

@@ -21,6 +21,7 @@ from app.settlement.amounts import format_units
 from app.settlement.model import BreakType
 from app.settlement.severity import Severity
 from app.suggestions import our_side, records_for, transfers_for
+from app.wallet_book import wallet_book
 
 router = APIRouter(prefix="/v1", responses=PROBLEMS)
 READ = Depends(require(Scope.OPS, Scope.APPROVER))
@@ -53,7 +54,7 @@ class MatchIn(BaseModel):
                                                         "break_id": 17}]}}
 
 
-def _break_out(settings: Any, b: dict, now: datetime) -> dict[str, Any]:
+def break_out(settings: Any, b: dict, now: datetime) -> dict[str, Any]:
     token = next((t for t in settings.tokens if t.address == b["token"]), None)
     since = b["since"] or b["opened_at"]
     return {"id": b["id"], "type": b["type"], "status": b["status"], "severity": b["severity"],
@@ -87,7 +88,7 @@ async def list_breaks(
         rows = await recon_repo.list_breaks(conn, status=status, kind=type.value if type else None,
                                             severity=severity.value if severity else None, since_before=before,
                                             after_id=after, limit=limit)
-    items = [_break_out(request.app.state.settings, b, now) for b in rows]
+    items = [break_out(request.app.state.settings, b, now) for b in rows]
     return {"items": items, "next_after": rows[-1]["id"] if len(rows) == limit else None}
 
 
@@ -96,15 +97,15 @@ async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
     """One break with its transfers and records (current versions), each with up to 3 suggested counterparts
     among the unexplained items on the same wallet and token, and its history."""
 
-    settings, now = request.app.state.settings, datetime.now(UTC)
-    async with request.app.state.engine.connect() as conn:
+    settings, engine, now = request.app.state.settings, request.app.state.engine, datetime.now(UTC)
+    ours = (await wallet_book(settings, engine)).our_wallets()
+    async with engine.connect() as conn:
         b = await recon_repo.get_break(conn, break_id)
         if b is None:
             raise NotFound(f"break {break_id} not found")
         transfers = await transfers_repo.transfers_full(conn, json.loads(b["transfer_ids"]))
         records = await records_repo.current_by_key(conn, [tuple(k) for k in json.loads(b["record_keys"])])
         history = await recon_repo.break_events(conn, break_id)
-        ours = settings.our_wallets()
         wallets = sorted({(t["chain_id"], our_side(t, ours)) for t in transfers}
                          | {(r["chain_id"], r["wallet"]) for r in records.values()})
         free_r = await recon_repo.free_records_where(conn, wallets=wallets) if wallets else []
@@ -112,7 +113,7 @@ async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
     own_t, own_r = {t["id"] for t in transfers}, set(records)
     free_r = [r for r in free_r if (r["source"], r["external_id"]) not in own_r]
     free_t = [t for t in free_t if t["id"] not in own_t]
-    return {**_break_out(settings, b, now),
+    return {**break_out(settings, b, now),
             "transfers": [{**_full_transfer(t), "candidates": records_for(t, free_r, ours)} for t in transfers],
             "records": [{**{k: v for k, v in r.items() if k not in ("id", "amount")},
                          "amount_base_units": str(r["amount"]), "candidates": transfers_for(r, free_t)}

@@ -19,6 +19,7 @@ from app.api.breaks_routes import router as breaks_router
 from app.api.feed_routes import router as feed_router
 from app.api.records_routes import router as records_router
 from app.api.routes import router
+from app.api.wallets_routes import router as wallets_router
 from app.balance_check import check_chain
 from app.errors import SettleError
 from app.indexer import index_chain
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, run_wat
     app.include_router(breaks_router)
     app.include_router(balances_router)
     app.include_router(feed_router)
+    app.include_router(wallets_router)
     return app
 
 

@@ -22,6 +22,7 @@ from app.persistence import transfers_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import format_units
 from app.suggestions import our_side, records_for
+from app.wallet_book import wallet_book
 from chains.redaction import redact_url
 from chains.types import ChainState, TransferState
 
@@ -117,7 +118,8 @@ async def transfers(
         state=state.value if state else None,
         recon_status=recon_status.value if recon_status else None,
         direction=direction.value if direction else None,
-        ours=frozenset(a for c, a in settings.our_wallets() if chain_id is None or c == chain_id),
+        ours=frozenset(a for c, a in (await wallet_book(settings, engine)).our_wallets()
+                       if chain_id is None or c == chain_id) if direction and not wallet else frozenset(),
         since=since, until=until,
         after_id=_decode_cursor(cursor),
         limit=limit,
@@ -125,7 +127,7 @@ async def transfers(
     async with engine.connect() as conn:
         rows = await repo.list_transfers(conn, query)
         statuses = await repo.recon_statuses(conn, [r["id"] for r in rows])
-    items = [_transfer_out(settings, r, statuses[r["id"]]) for r in rows]
+    items = [transfer_out(settings, r, statuses[r["id"]]) for r in rows]
     next_cursor = _encode_cursor(rows[-1]["id"]) if len(rows) == limit else None
     return TransferPage(items=items, next_cursor=next_cursor)
 
@@ -142,7 +144,7 @@ async def unmatched_transfers(
     settings, engine = _ctx(request)
     after = _decode_queue_cursor(cursor)
     now = datetime.now(UTC)
-    ours = settings.our_wallets()
+    ours = (await wallet_book(settings, engine)).our_wallets()
     async with engine.connect() as conn:
         rows = await recon_repo.unmatched_queue(conn, after=after, limit=limit)
         sides = sorted({(r["chain_id"], our_side(r, ours)) for r in rows})
@@ -150,7 +152,7 @@ async def unmatched_transfers(
     items = [{"break_id": r["break_id"], "severity": r["severity"],
               "age_seconds": int((now - (r["since"] or r["block_time"] or r["seen_at"])).total_seconds()),
               "due_at": r["due_at"], "overdue": r["due_at"] is not None and now > r["due_at"],
-              "transfer": _transfer_out(settings, r, "unmatched").model_dump(mode="json"),
+              "transfer": transfer_out(settings, r, "unmatched").model_dump(mode="json"),
               "candidates": records_for(r, records, ours)} for r in rows]
     last = rows[-1] if len(rows) == limit else None
     next_cursor = base64.urlsafe_b64encode(f"{last['since'].isoformat()}|{last['break_id']}".encode()).decode() \
@@ -169,7 +171,7 @@ async def transfer(request: Request, transfer_id: Annotated[int, Path(ge=1, le=2
         statuses = await repo.recon_statuses(conn, [transfer_id])
     if not rows:
         raise NotFound(f"transfer {transfer_id} not found")
-    return _transfer_out(settings, rows[0], statuses[transfer_id])
+    return transfer_out(settings, rows[0], statuses[transfer_id])
 
 
 def _decode_queue_cursor(cursor: str | None) -> tuple[datetime, int] | None:
@@ -198,7 +200,7 @@ class Direction(StrEnum):
     INTERNAL = "internal"
 
 
-def _transfer_out(settings: Settings, r: dict, recon_status: str | None = None) -> TransferOut:
+def transfer_out(settings: Settings, r: dict, recon_status: str | None = None) -> TransferOut:
     chain = next((c for c in settings.chains if c.chain_id == r["chain_id"]), None)
     token = next((t for t in settings.tokens if chain and t.chain == chain.name and t.address == r["token"]), None)
     decimals = token.decimals if token else None

@@ -75,3 +75,38 @@ class ChainHealth(BaseModel):
 class HealthOut(BaseModel):
     status: str = Field(description="ok | degraded | alert")
     chains: list[ChainHealth]
+
+
+class WalletOut(BaseModel):
+    id: int
+    chain: str | None = Field(description="the chain's name; null if the chain is no longer configured")
+    chain_id: int
+    address: str = Field(description="EIP-55 checksummed")
+    label: str
+    kind: str = Field(description="deposit | hot | cold | gas | omnibus")
+    segregation: str = Field(description="customer | house")
+    start_block: int | None = Field(description="where indexing of this wallet begins; null: the chain's start")
+    active: bool = Field(description="false: new blocks are not indexed for it; its history stays")
+    source: str = Field(description="config (seeded from settle.toml) | api")
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+
+
+class WalletList(BaseModel):
+    items: list[WalletOut]
+
+
+class GasOut(BaseModel):
+    amount: str | None = Field(description="native balance in ether units (18 decimals); null if the RPC failed")
+    amount_base_units: str | None = Field(description="in wei")
+    block: str = "latest"
+    error: str | None = Field(description="why the balance could not be read")
+
+
+class WalletStatusOut(BaseModel):
+    wallet: WalletOut
+    balances: list[dict] = Field(description="per token, as in GET /v1/balances")
+    transfers: list[TransferOut] = Field(description="the last 20, newest first")
+    open_breaks: list[dict] = Field(description="unresolved breaks touching the wallet, as in GET /v1/breaks")
+    gas: GasOut

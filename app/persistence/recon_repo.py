@@ -440,6 +440,17 @@ async def open_breaks_touching(conn: AsyncConnection, transfer_ids: Sequence[int
     return [found[i] for i in sorted(found)]
 
 
+async def open_breaks_of_wallet(conn: AsyncConnection, chain_id: int, wallet: str) -> list[dict]:
+    """Unresolved breaks with a transfer from or to `wallet`, or a record on it, in id order."""
+    by_transfer = select(BL.c.break_id).join(T, T.c.id == BL.c.transfer_id).where(
+        T.c.chain_id == chain_id, or_(T.c.sender == wallet, T.c.recipient == wallet))
+    by_record = select(BL.c.break_id).join(RC, (RC.c.source == BL.c.record_source)
+                                           & (RC.c.external_id == BL.c.record_external_id)).where(
+        RC.c.chain_id == chain_id, RC.c.wallet == wallet)
+    stmt = select(BR).where(BR.c.status != "resolved", or_(BR.c.id.in_(by_transfer), BR.c.id.in_(by_record)))
+    return [dict(r) for r in (await conn.execute(stmt.order_by(BR.c.id))).mappings()]
+
+
 async def lookalike_counterparties(conn: AsyncConnection, shapes: Sequence[str]) -> set[str]:
     """Known counterparties (named by any record) with one of these look-alike shapes."""
     out: set[str] = set()

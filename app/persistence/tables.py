@@ -367,3 +367,26 @@ class FeedHead(SQLModel, table=True):
     __tablename__ = "feed_head"
     id: int = Field(sa_column=Column(BigInt(), primary_key=True, autoincrement=False))
     seq: int = Field(sa_column=Column(BigInt(), nullable=False))
+
+
+class WalletRow(SQLModel, table=True):
+    """A company wallet on one chain: the registry. Config wallets are seeded in (`source` 'config'), the API adds
+    more ('api'); afterwards the row is the truth (a PATCHed label stays). `start_block` None: the chain's start.
+    `revision` counts the row's writes: (count, sum of revisions) changes with every insert and update, so
+    readers can tell cheaply whether their copy is current."""
+
+    __tablename__ = "wallets"
+    __table_args__ = (UniqueConstraint("chain_id", "address", name="uq_wallets_chain_address"),)
+    id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
+    chain_id: int = Field(sa_column=Column(BigInt(), nullable=False))
+    address: str
+    label: str
+    kind: str
+    segregation: str
+    start_block: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
+    active: bool = True
+    source: str  # config | api
+    revision: int = 1
+    created_at: datetime = Field(sa_column=_time(False))
+    created_by: str
+    updated_at: datetime = Field(sa_column=_time(False))

@@ -113,6 +113,13 @@ async def recon_statuses(conn: AsyncConnection, ids: Sequence[int]) -> dict[int,
     return out
 
 
+async def recent_of_wallet(conn: AsyncConnection, chain_id: int, wallet: str, limit: int) -> list[dict]:
+    """The wallet's last `limit` transfers (either side, any state), newest block first."""
+    stmt = (select(T).where(T.c.chain_id == chain_id, or_(T.c.sender == wallet, T.c.recipient == wallet))
+            .order_by(T.c.block_number.desc(), T.c.log_index.desc(), T.c.id.desc()).limit(limit))
+    return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
 async def chain_statuses(conn: AsyncConnection) -> list[dict]:
     return [dict(r) for r in (await conn.execute(select(CS).order_by(CS.c.chain_id))).mappings()]
 

@@ -19,6 +19,7 @@ from tests.support.harness import address_for, write_toml
 REPO = Path(__file__).parents[2]
 USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
 DEP = address_for("auth-dep")
+NEW = address_for("auth-new")
 RECORD = {"source": "core", "external_id": "auth-1", "kind": "deposit", "chain": "eth", "token": USDC,
           "amount": "1.5", "wallet": DEP, "segregation": "customer", "status": "pending",
           "created_at": "2026-11-27T09:00:00Z"}
@@ -43,6 +44,11 @@ ENDPOINTS: list[tuple[str, str, object, set[Scope] | None, set[int]]] = [
     ("POST", "/v1/matches", {"transfer_ids": [999], "record_keys": [{"source": "core", "external_id": "none"}]},
      {Scope.OPS}, {400}),
     ("DELETE", "/v1/matches/999?reason=r", None, {Scope.OPS}, {404}),
+    ("GET", "/v1/wallets", None, {Scope.TREASURY, Scope.ADMIN}, {200}),
+    ("POST", "/v1/wallets", {"chain": "eth", "address": NEW, "label": "n", "kind": "hot", "segregation": "house"},
+     {Scope.ADMIN}, {201}),
+    ("PATCH", "/v1/wallets/999", {"label": "x"}, {Scope.ADMIN}, {404}),
+    ("GET", "/v1/wallets/999/status", None, {Scope.TREASURY, Scope.ADMIN}, {404}),
     ("GET", "/v1/audit", None, {Scope.ADMIN}, {200}),
     ("GET", "/v1/audit/verify", None, {Scope.ADMIN}, {200}),
     ("GET", "/v1/feed?after=0&limit=10", None, {Scope.FEED}, {200}),

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.indexer import build_watcher, index_chains
 from app.persistence.watcher_store import SqlWatcherStore
+from app.wallet_book import wallet_book
 from tests.support.harness import Devnet, address_for, assert_balances_agree, indexed, make_settings, wallet
 
 HOT = address_for("hot-m")
@@ -57,7 +58,8 @@ async def test_token_wide_scan_with_5000_deposit_addresses(chain_a: Devnet, engi
                              [wallet(HOT, "hot", "hot", "house")] + [wallet(d, "dep") for d in deposits])
     store = SqlWatcherStore(engine)
     await store.ensure_chain(chain_a.chain_id, "a")
-    handle = build_watcher(settings, settings.chains[0], store)
+    wallets = (await wallet_book(settings, engine)).active_on(chain_a.chain_id)
+    handle = build_watcher(settings, settings.chains[0], wallets, store)
     try:
         await handle.watcher.run_until_caught_up()
         assert handle.watcher._filter().wallets is None  # auto mode chose the token-wide scan

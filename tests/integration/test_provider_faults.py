@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.indexer import build_watcher
 from app.persistence.watcher_store import SqlWatcherStore
+from app.wallet_book import wallet_book
 from tests.support.harness import (
     Devnet,
     address_for,
@@ -92,7 +93,8 @@ async def test_failover_to_a_second_node_stays_behind_its_head(
     settings = _settings(tmp_path, database_url, chain_a, [dead_url(), chain_a.anvil.url], finality=20)
     store = SqlWatcherStore(engine)
     await store.ensure_chain(chain_a.chain_id, "a")
-    handle = build_watcher(settings, settings.chains[0], store)
+    wallets = (await wallet_book(settings, engine)).active_on(chain_a.chain_id)
+    handle = build_watcher(settings, settings.chains[0], wallets, store)
     try:
         cursor = await handle.watcher.run_until_caught_up()
     finally:

@@ -1,0 +1,133 @@
+"""/v1/wallets: the wallet registry. `admin` registers and changes wallets; `treasury` (and `admin`) reads them
+and a wallet's status: balances, recent transfers, open breaks, gas. Every write is audited with the key's name."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+
+from app.access import Principal, Scope
+from app.api import params
+from app.api.auth import AUTH, PROBLEMS, require
+from app.api.breaks_routes import break_out
+from app.api.routes import transfer_out
+from app.api.schemas import GasOut, WalletList, WalletOut, WalletStatusOut
+from app.balance_views import BalanceQuery, amount_out, balance_lines, line_out
+from app.errors import BadRequest, NotFound
+from app.persistence import recon_repo, transfers_repo
+from app.settings import Settings
+from app.wallet_book import RegisteredWallet, wallet_book
+from app.wallet_registry import change_wallet, gas_balance, register_wallet
+from wallets import Segregation, WalletKind
+
+router = APIRouter(prefix="/v1", responses=PROBLEMS)
+READ = Depends(require(Scope.TREASURY, Scope.ADMIN))
+WalletId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a wallet's id")]
+RECENT_TRANSFERS = 20
+NATIVE_DECIMALS = 18
+EXAMPLE_ADDRESS = "0x28C6c06298d514Db089934071355E5743bf21d60"
+
+
+class WalletIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "chain": "ethereum", "address": EXAMPLE_ADDRESS, "label": "deposit-0042", "kind": "deposit",
+        "segregation": "customer", "start_block": 21500000}]})
+    chain: StrictStr = Field(min_length=1, max_length=100, description="a configured chain's name")
+    address: StrictStr = Field(pattern=params.ADDRESS, description="mixed case must carry a valid EIP-55 checksum")
+    label: StrictStr = Field(min_length=1, max_length=200)
+    kind: WalletKind
+    segregation: Segregation
+    start_block: StrictInt | None = Field(None, ge=0, le=2**63 - 1, description="indexing of the wallet starts "
+                                                                               "here; null: the chain's start")
+
+
+class WalletPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"label": "deposit-0042-old",
+                                                                               "active": False}]})
+    label: StrictStr | None = Field(None, min_length=1, max_length=200)
+    kind: WalletKind | None = None
+    segregation: Segregation | None = None
+    active: StrictBool | None = Field(None, description="false: stop indexing new blocks for the wallet")
+
+    @field_validator("label", "kind", "segregation", "active", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may not be null (leave the field out to keep its value)")
+        return value
+
+
+def wallet_out(settings: Settings, w: RegisteredWallet) -> WalletOut:
+    chain = next((c.name for c in settings.chains if c.chain_id == w.chain_id), None)
+    return WalletOut(id=w.id, chain=chain, chain_id=w.chain_id, address=w.address, label=w.label, kind=w.kind,
+                     segregation=w.segregation, start_block=w.start_block, active=w.active, source=w.source,
+                     created_at=w.created_at, created_by=w.created_by, updated_at=w.updated_at)
+
+
+@router.get("/wallets", response_model=WalletList, dependencies=[READ], responses=AUTH)
+async def list_wallets(
+    request: Request,
+    chain: Annotated[str | None, Query(description="chain name")] = None,
+    active: Annotated[bool | None, Query(description="only active (true) or inactive (false) wallets")] = None,
+) -> WalletList:
+    """Every registered wallet in id order: from the configuration (`source: config`) and the API."""
+    settings = request.app.state.settings
+    chain_id = params.chain_id(settings, chain)
+    book = await wallet_book(settings, request.app.state.engine)
+    return WalletList(items=[wallet_out(settings, w) for w in book.all()
+                             if chain_id in (None, w.chain_id) and active in (None, w.active)])
+
+
+@router.post("/wallets", status_code=201, response_model=WalletOut,
+             responses={**AUTH, 409: {"description": "the wallet is already registered on that chain"}})
+async def post_wallet(request: Request, body: WalletIn,
+                      caller: Annotated[Principal, Depends(require(Scope.ADMIN))]) -> WalletOut:
+    """Register a wallet. The chain's watcher picks it up at its next poll and indexes it from `start_block`
+    (its own backfill), then follows it with the others."""
+    settings = request.app.state.settings
+    chain_id = params.chain_id(settings, body.chain)
+    address = params.address("address", body.address)
+    wallet = await register_wallet(settings, request.app.state.engine, chain_id=chain_id,  # type: ignore[arg-type]
+                                   address=address, label=body.label, kind=body.kind,  # type: ignore[arg-type]
+                                   segregation=body.segregation, start_block=body.start_block, actor=caller.name)
+    return wallet_out(settings, wallet)
+
+
+@router.patch("/wallets/{wallet_id}", response_model=WalletOut,
+              responses={**AUTH, 404: {"description": "no such wallet"}})
+async def patch_wallet(request: Request, wallet_id: WalletId, body: Annotated[WalletPatch, Body()],
+                       caller: Annotated[Principal, Depends(require(Scope.ADMIN))]) -> WalletOut:
+    """Change a wallet's label, kind, segregation or active flag (only the fields sent). The registry is the
+    truth from then on: the configuration does not overwrite it on restart."""
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        raise BadRequest("body", "nothing to change: send label, kind, segregation or active")
+    wallet = await change_wallet(request.app.state.engine, wallet_id, changes, actor=caller.name)
+    return wallet_out(request.app.state.settings, wallet)
+
+
+@router.get("/wallets/{wallet_id}/status", response_model=WalletStatusOut, dependencies=[READ],
+            responses={**AUTH, 404: {"description": "no such wallet"}})
+async def wallet_status(request: Request, wallet_id: WalletId) -> dict[str, Any]:
+    """One wallet now: balances per token (as GET /v1/balances), its last 20 transfers newest first (as GET
+    /v1/transfers), the unresolved breaks touching it (as GET /v1/breaks), and its native gas balance at the
+    latest block (null with an `error` when the chain's RPC fails)."""
+    settings, engine, now = request.app.state.settings, request.app.state.engine, datetime.now(UTC)
+    book = await wallet_book(settings, engine)
+    wallet = book.get(wallet_id)
+    if wallet is None:
+        raise NotFound(f"wallet {wallet_id} not found")
+    chain = next((c for c in settings.chains if c.chain_id == wallet.chain_id), None)
+    async with engine.connect() as conn:
+        lines = await balance_lines(conn, settings, book, BalanceQuery(chain=chain.name, wallet=wallet.address)) \
+            if chain else []
+        transfers = await transfers_repo.recent_of_wallet(conn, wallet.chain_id, wallet.address, RECENT_TRANSFERS)
+        breaks = await recon_repo.open_breaks_of_wallet(conn, wallet.chain_id, wallet.address)
+    gas, error = await gas_balance(chain, wallet.address) if chain else (None, "the chain is not configured")
+    return {"wallet": wallet_out(settings, wallet), "balances": [line_out(line) for line in lines],
+            "transfers": [transfer_out(settings, t) for t in transfers],
+            "open_breaks": [break_out(settings, b, now) for b in breaks],
+            "gas": GasOut(**amount_out(gas, NATIVE_DECIMALS), error=error)}
