@@ -8,10 +8,10 @@ break as opened (or as resolved, with that resolution); a page read twice is the
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -69,8 +69,7 @@ async def read_feed(
             entities[prefix] = await feed.by_ids(conn, table, ids) if ids else {}
     render = _Renderer(request.app.state.settings)
     events = [render.event(r, entities) for r in rows]
-    body = json.dumps({"events": events, "next_after": next_after}, default=_iso, separators=(",", ":"))
-    return Response(body, media_type="application/json")
+    return Response(orjson.dumps({"events": events, "next_after": next_after}), media_type="application/json")
 
 
 def _types(value: str | None) -> list[str] | None:
@@ -81,12 +80,6 @@ def _types(value: str | None) -> list[str] | None:
     if unknown:
         raise BadRequest("types", f"unknown event type(s) {unknown}; known: {list(feed.TYPES)}")
     return wanted
-
-
-def _iso(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class _Renderer:
@@ -127,7 +120,7 @@ class _Renderer:
                 "block_time": block_time, "state": r["state"]}
 
     def record(self, r: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:
-        body = json.loads(v["body"])
+        body = orjson.loads(v["body"])
         token = self._token(body["chain_id"], body["token"])
         return {**body, "token": token, **self._amount(token, body["amount"]), "ingested_by": v["actor"],
                 "ingested_at": v["ingested_at"]}
@@ -135,8 +128,8 @@ class _Renderer:
     def match(self, r: dict[str, Any], m: dict[str, Any]) -> dict[str, Any]:
         removed = r["type"] == "match.removed"
         return {"id": m["id"], "rule": m["rule"], "rule_version": m["rule_version"],
-                "transfer_ids": json.loads(m["transfer_ids"]),
-                "record_keys": [{"source": s, "external_id": e} for s, e in json.loads(m["record_keys"])],
+                "transfer_ids": orjson.loads(m["transfer_ids"]),
+                "record_keys": [{"source": s, "external_id": e} for s, e in orjson.loads(m["record_keys"])],
                 "created_at": m["created_at"], "created_by": m["created_by"],
                 "removed_at": m["removed_at"] if removed else None, "removed_by": m["removed_by"] if removed else None,
                 "removed_reason": m["removed_reason"] if removed else None}
@@ -149,8 +142,8 @@ class _Renderer:
         return {"id": b["id"], "type": b["type"], "status": r["state"], "token": token, **amount,
                 "since": b["since"], "opened_at": b["opened_at"],
                 "resolved_at": r["occurred_at"] if resolved else None,
-                "resolution": json.loads(r["detail"]) if resolved and r["detail"] else None,
-                "transfer_ids": json.loads(b["transfer_ids"]),
-                "record_keys": [{"source": s, "external_id": e} for s, e in json.loads(b["record_keys"])],
-                "facts": json.loads(b["facts"])}
+                "resolution": orjson.loads(r["detail"]) if resolved and r["detail"] else None,
+                "transfer_ids": orjson.loads(b["transfer_ids"]),
+                "record_keys": [{"source": s, "external_id": e} for s, e in orjson.loads(b["record_keys"])],
+                "facts": orjson.loads(b["facts"])}
 

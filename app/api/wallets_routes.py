@@ -125,9 +125,10 @@ async def wallet_status(request: Request, wallet_id: WalletId) -> dict[str, Any]
         lines = await balance_lines(conn, settings, book, BalanceQuery(chain=chain.name, wallet=wallet.address)) \
             if chain else []
         transfers = await transfers_repo.recent_of_wallet(conn, wallet.chain_id, wallet.address, RECENT_TRANSFERS)
+        statuses = await transfers_repo.recon_statuses(conn, [t["id"] for t in transfers])
         breaks = await recon_repo.open_breaks_of_wallet(conn, wallet.chain_id, wallet.address)
     gas, error = await gas_balance(chain, wallet.address) if chain else (None, "the chain is not configured")
     return {"wallet": wallet_out(settings, wallet), "balances": [line_out(line) for line in lines],
-            "transfers": [transfer_out(settings, t) for t in transfers],
+            "transfers": [transfer_out(settings, t, statuses[t["id"]]) for t in transfers],
             "open_breaks": [break_out(settings, b, now) for b in breaks],
             "gas": GasOut(**amount_out(gas, NATIVE_DECIMALS), error=error)}

@@ -171,24 +171,44 @@ async def page(conn: AsyncConnection, *, after: int, limit: int, types: Sequence
                ) -> tuple[list[dict[str, Any]], int]:
     """Events after `after` in `seq` order, and where the next page starts. The head is read first: every
     event up to it has committed, so a short page moves the reader to the head even when `types` filtered
-    events out (and a reader filtering on a rare type does not rescan what it has passed)."""
+    events out (and a reader filtering on a rare type does not rescan what it has passed). Events past the head
+    that committed meanwhile are left for the next page; they are dropped here, not in SQL, so that the planner
+    sees the plain `seq > after ORDER BY seq LIMIT n` it walks the primary key for whatever its estimates."""
     last = await head(conn)
-    where = [FE.c.seq > after, FE.c.seq <= last]
+    where = [FE.c.seq > after]
     if types:
         where.append(FE.c.type.in_(list(types)))
-    rows = [dict(r) for r in (await conn.execute(
-        select(FE).where(*where).order_by(FE.c.seq).limit(limit))).mappings()]
+    result = await conn.execute(select(FE).where(*where).order_by(FE.c.seq).limit(limit))
+    rows = [dict(r) for r in result.mappings() if r["seq"] <= last]
     next_after = rows[-1]["seq"] if len(rows) == limit else max(last, after)
     return rows, next_after
 
 
+_RENDERED = {
+    "transfers": ("id", "chain_id", "token", "sender", "recipient", "amount", "tx_hash", "log_index", "block_hash",
+                  "block_time"),
+    "record_versions": ("id", "body", "actor", "ingested_at"),
+    "matches": ("id", "rule", "rule_version", "transfer_ids", "record_keys", "created_at", "created_by",
+                "removed_at", "removed_by", "removed_reason"),
+    "breaks": ("id", "type", "token", "amount", "since", "opened_at", "transfer_ids", "record_keys", "facts"),
+}
+
+
 async def by_ids(conn: AsyncConnection, table_name: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """Rows of `transfers`, `record_versions`, `matches` or `breaks` by id, for rendering events."""
+    """What the feed shows of `transfers`, `record_versions`, `matches` or `breaks`, by id. A page's ids are
+    mostly dense (a pass's matches, a batch's transfers): one range scan then, else lookups by id."""
     table = {"transfers": T, "record_versions": RV, "matches": M, "breaks": BR}[table_name]
-    out: dict[int, dict[str, Any]] = {}
+    columns = [table.c[name] for name in _RENDERED[table_name]]
     unique = sorted(set(ids))
+    if not unique:
+        return {}
+    wanted = set(unique)
+    if unique[-1] - unique[0] < 4 * len(unique):
+        rows = await conn.execute(select(*columns).where(table.c.id.between(unique[0], unique[-1])))
+        return {r["id"]: dict(r) for r in rows.mappings() if r["id"] in wanted}
+    out: dict[int, dict[str, Any]] = {}
     for i in range(0, len(unique), 1000):
-        rows = await conn.execute(select(table).where(table.c.id.in_(unique[i:i + 1000])))
+        rows = await conn.execute(select(*columns).where(table.c.id.in_(unique[i:i + 1000])))
         out.update({r["id"]: dict(r) for r in rows.mappings()})
     return out
 

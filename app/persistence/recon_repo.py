@@ -381,7 +381,7 @@ async def refresh_statistics(conn: AsyncConnection) -> None:
     incremental passes probe indexes instead of hashing millions of match links on stale estimates. Autovacuum
     would get there too, a minute or more later."""
     if conn.dialect.name == "postgresql":
-        await conn.exec_driver_sql("ANALYZE matches, match_links")
+        await conn.exec_driver_sql("ANALYZE matches, match_links, feed_events")
 
 
 def _ored(predicates: list) -> list:  # type: ignore[type-arg]
