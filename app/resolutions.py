@@ -106,6 +106,9 @@ async def manual_match(settings: Settings, engine: AsyncEngine, *, transfer_ids:
     agrees with each record's wallet, and the amounts sum exactly. Nothing already matched may be reused."""
     if not transfer_ids or not record_keys:
         raise BadRequest("transfer_ids" if not transfer_ids else "record_keys", "at least one is required")
+    for field, items in (("transfer_ids", list(transfer_ids)), ("record_keys", [tuple(k) for k in record_keys])):
+        if len(set(items)) != len(items):
+            raise BadRequest(field, "an item appears twice")
     now = datetime.now(UTC)
     async with feed.transaction(engine) as conn:
         transfers = await repo.transfers_by_id(conn, list(transfer_ids))

@@ -130,6 +130,8 @@ class ApiConfig(_Strict):
     key_cache_seconds: float = Field(5.0, ge=0, le=3600, description="an active API key is trusted this long "
                                                                        "without a database read; a revocation "
                                                                        "takes effect within it (0: every request)")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="request bodies over this are refused "
+                                                                       "(413) before they are read")
 
 
 class Settings(BaseSettings):

@@ -14,6 +14,7 @@ of row revisions) moved, which every insert and update does.
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -81,7 +82,13 @@ class WalletBook:
 @dataclass
 class _Cached:
     book: WalletBook | None = None
+    checked_at: float = float("-inf")  # time.monotonic() of the last version check
     seeded: list[Settings] = field(default_factory=list)  # the settings whose wallets this process seeded
+
+
+FRESH_SECONDS = 1.0
+"""A book checked this recently is used without asking the database (API requests and watcher steps come many
+times a second); this process's own registry writes `forget()` it at once, another process's show within this."""
 
 
 _CACHE: weakref.WeakKeyDictionary[AsyncEngine, _Cached] = weakref.WeakKeyDictionary()
@@ -95,12 +102,22 @@ async def wallet_book(settings: Settings, engine: AsyncEngine) -> WalletBook:
     if not any(s is settings for s in cached.seeded):
         await seed_config_wallets(engine, config_wallets(settings))
         cached.seeded.append(settings)
+    if cached.book is not None and time.monotonic() - cached.checked_at < FRESH_SECONDS:
+        return cached.book
     async with engine.connect() as conn:
         if cached.book is None or cached.book.version != await repo.version(conn):
             rows = await repo.all_wallets(conn)
             version = (len(rows), sum(r["revision"] for r in rows))
             cached.book = WalletBook((RegisteredWallet.from_row(r) for r in rows), version)
+    cached.checked_at = time.monotonic()
     return cached.book
+
+
+def forget(engine: AsyncEngine) -> None:
+    """The registry changed (this process wrote it): the next `wallet_book` call checks the database."""
+    cached = _CACHE.get(engine)
+    if cached is not None:
+        cached.checked_at = float("-inf")
 
 
 def config_wallets(settings: Settings) -> list[Wallet]:
@@ -122,6 +139,7 @@ async def seed_config_wallets(engine: AsyncEngine, wallets: Iterable[Wallet]) ->
         known = {(r["chain_id"], r["address"]) for r in await repo.all_wallets(conn)}
         added = await repo.add_missing(conn, [r for r in rows if (r["chain_id"], r["address"]) not in known])
         await audit.append_many(conn, [audit_entry(CONFIG_ACTOR, "wallet.registered", r) for r in added], at=now)
+    forget(engine)
     return len(added)
 
 

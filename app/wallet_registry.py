@@ -15,7 +15,7 @@ from app.indexer import make_rpc
 from app.persistence import audit
 from app.persistence import wallets_repo as repo
 from app.settings import ChainConfig, Settings
-from app.wallet_book import RegisteredWallet, audit_entry, wallet_book
+from app.wallet_book import RegisteredWallet, audit_entry, forget, wallet_book
 from chains.balances import native_balance
 from chains.errors import ChainError
 from wallets import Address, Segregation, WalletKind
@@ -45,6 +45,7 @@ async def register_wallet(settings: Settings, engine: AsyncEngine, *, chain_id: 
             await audit.append(conn, at=now, **audit_entry(actor, "wallet.registered", stored))
     except IntegrityError:
         raise WalletExists(f"wallet {address} is already registered on chain {chain_id}") from None
+    forget(engine)
     return RegisteredWallet.from_row(stored)
 
 
@@ -63,6 +64,7 @@ async def change_wallet(engine: AsyncEngine, wallet_id: int, changes: dict[str, 
             return RegisteredWallet.from_row(before)
         after = await repo.change(conn, wallet_id, values, at=now)
         await audit.append(conn, at=now, **audit_entry(actor, "wallet.changed", after, before))
+    forget(engine)
     return RegisteredWallet.from_row(after)
 
 

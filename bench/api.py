@@ -32,6 +32,7 @@ from sqlalchemy import create_engine, text
 
 from app.access import Scope, create_key
 from app.persistence.db import make_engine, sync_url
+from app.persistence.migrate import upgrade
 from app.reconciler import reconcile_once
 from bench.recon import START, TOKEN, WALLETS, addr, dataset, load, reset, settings_for
 
@@ -61,6 +62,7 @@ async def prepare(n: int, reuse: bool) -> str:
         engine = make_engine(URL)
         await reconcile_once(settings_for(URL, Path(tempfile.mkdtemp())), engine, now=START + timedelta(days=3))
         await engine.dispose()
+    upgrade(URL)  # a reused database may predate the latest migrations
     engine = make_engine(URL)
     try:
         return await create_key(engine, name=f"bench-{os.getpid()}-{int(time.time())}", scopes=list(Scope),

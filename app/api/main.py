@@ -17,6 +17,7 @@ from app.api import problems
 from app.api.balances_routes import router as balances_router
 from app.api.breaks_routes import router as breaks_router
 from app.api.feed_routes import router as feed_router
+from app.api.limits import BodyLimit
 from app.api.records_routes import router as records_router
 from app.api.routes import router
 from app.api.wallets_routes import router as wallets_router
@@ -71,6 +72,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, run_wat
     app.state.engine = db
     app.state.key_cache = KeyCache(settings.api.key_cache_seconds)
     problems.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     app.include_router(router)
     app.include_router(records_router)
     app.include_router(breaks_router)

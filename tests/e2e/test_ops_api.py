@@ -181,3 +181,23 @@ async def test_transfers_filter_by_recon_status_direction_and_block_time(engine:
     assert window == [11, 12]
     assert naive.status_code == 400 and naive.json()["errors"][0]["field"] == "since"
     assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "recon_status"
+
+
+async def test_a_manual_match_naming_an_item_twice_is_refused_and_nothing_is_written(
+    engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, database_url)
+    async with engine.begin() as conn:  # 2 x 5 USDC would sum to the record's 10 if the duplicate were counted
+        await conn.execute(Transfer.__table__.insert(), [_transfer(1, 5_000_000)])
+        await conn.execute(Record.__table__.insert(), [_record("r-10", 10_000_000, WHEN)])
+    app = create_app(settings, engine=engine)
+    key = {"source": "core", "external_id": "r-10"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                 headers=await bearer(engine, "ops")) as client:
+        twice = await client.post("/v1/matches", json={"transfer_ids": [1, 1], "record_keys": [key]})
+        keys_twice = await client.post("/v1/matches", json={"transfer_ids": [1], "record_keys": [key, key]})
+    assert twice.status_code == 400 and twice.json()["errors"] == [{"field": "transfer_ids",
+                                                                    "reason": "an item appears twice"}]
+    assert keys_twice.status_code == 400 and keys_twice.json()["errors"][0]["field"] == "record_keys"
+    async with engine.connect() as conn:
+        assert await recon_repo.active_matches(conn) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -88,3 +89,30 @@ async def test_import_recon_and_audit_verify_from_the_command_line(
                                 "where action = 'record.ingested'"))
     broken = settle("audit", "verify")
     assert broken.returncode == 1 and "BROKEN at entry" in broken.stderr
+
+
+async def test_an_oversized_body_is_refused_before_it_is_read_and_nothing_is_written(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    from app.settings import ApiConfig
+
+    settings = make_settings(tmp_path, database_url, [chain_a.chain_config("a")], chain_a.token_configs("a"),
+                             [wallet(DEP, "dep")]).model_copy(update={"api": ApiConfig(max_body_bytes=64 * 1024)})
+    app = create_app(settings, engine=engine)
+    big = [_item(chain_a, f"big-{i}", reference="x" * 200) for i in range(400)]  # ~150 KB of valid records
+
+    async def chunks():  # no Content-Length: counted as it arrives
+        body = json.dumps(big).encode()
+        for i in range(0, len(body), 8192):
+            yield body[i:i + 8192]
+
+    async with _client(app, await bearer(engine, "ingest")) as client:
+        declared = await client.post("/v1/records", json=big)
+        streamed = await client.post("/v1/records", content=chunks(), headers={"content-type": "application/json"})
+        small = await client.post("/v1/records", json=big[:1])
+    for reply in (declared, streamed):
+        assert reply.status_code == 413 and reply.headers["content-type"] == "application/problem+json"
+        assert reply.json()["errors"] == [{"field": "body", "reason": "over 65536 bytes"}]
+    assert small.status_code == 201
+    async with engine.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM records")) == 1
