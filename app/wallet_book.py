@@ -14,6 +14,7 @@ of row revisions) moved, which every insert and update does.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from collections.abc import Iterable
@@ -83,6 +84,7 @@ class WalletBook:
 class _Cached:
     book: WalletBook | None = None
     checked_at: float = float("-inf")  # time.monotonic() of the last version check
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one seeding or reload at a time per engine
     seeded: list[Settings] = field(default_factory=list)  # the settings whose wallets this process seeded
 
 
@@ -99,18 +101,22 @@ async def wallet_book(settings: Settings, engine: AsyncEngine) -> WalletBook:
     small query unless the table changed. Opens its own connections: call it outside a write transaction (on
     SQLite a second writer would wait for the first)."""
     cached = _CACHE.setdefault(engine, _Cached())
-    if not any(s is settings for s in cached.seeded):
-        await seed_config_wallets(engine, config_wallets(settings))
-        cached.seeded.append(settings)
-    if cached.book is not None and time.monotonic() - cached.checked_at < FRESH_SECONDS:
+    seeded = any(s is settings for s in cached.seeded)
+    if seeded and cached.book is not None and time.monotonic() - cached.checked_at < FRESH_SECONDS:
         return cached.book
-    async with engine.connect() as conn:
-        if cached.book is None or cached.book.version != await repo.version(conn):
-            rows = await repo.all_wallets(conn)
-            version = (len(rows), sum(r["revision"] for r in rows))
-            cached.book = WalletBook((RegisteredWallet.from_row(r) for r in rows), version)
-    cached.checked_at = time.monotonic()
-    return cached.book
+    async with cached.lock:  # concurrent first requests seed once and load once
+        if not any(s is settings for s in cached.seeded):
+            await seed_config_wallets(engine, config_wallets(settings))
+            cached.seeded.append(settings)
+        if cached.book is not None and time.monotonic() - cached.checked_at < FRESH_SECONDS:
+            return cached.book
+        async with engine.connect() as conn:
+            if cached.book is None or cached.book.version != await repo.version(conn):
+                rows = await repo.all_wallets(conn)
+                version = (len(rows), sum(r["revision"] for r in rows))
+                cached.book = WalletBook((RegisteredWallet.from_row(r) for r in rows), version)
+        cached.checked_at = time.monotonic()
+        return cached.book
 
 
 def forget(engine: AsyncEngine) -> None:

@@ -138,7 +138,7 @@ async def main() -> int:
     server = subprocess.Popen([sys.executable, __file__, "--serve", "--port", str(args.port), "--n", str(args.n)])
     base = f"http://127.0.0.1:{args.port}"
     try:
-        for _ in range(100):
+        for _ in range(600):  # start-up seeds the config's wallets into the registry on a fresh database
             try:
                 if httpx.get(f"{base}/v1/health", timeout=1).status_code in (200, 503):
                     break

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager, suppress
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.access import KeyCache
@@ -27,6 +28,7 @@ from app.indexer import index_chain
 from app.persistence.db import make_engine
 from app.reconciler import reconcile_once
 from app.settings import Settings
+from app.wallet_book import wallet_book
 from chains.errors import ChainError
 from chains.watcher import Progress
 
@@ -42,6 +44,10 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, run_wat
         stop = asyncio.Event()
         tasks: list[asyncio.Task[object]] = []
         scheduler = AsyncIOScheduler(timezone="UTC")
+        try:  # seed the config's wallets now rather than in the first request (thousands of deposit addresses)
+            await wallet_book(settings, db)
+        except (SettleError, OSError, SQLAlchemyError) as exc:
+            log.warning("wallet registry not loaded at start: %s", exc)
         if run_watchers:
             recon = _Reconciler(settings, db)
             scheduler.add_job(_balance_checks, "interval", seconds=settings.balance_check_interval,
