@@ -20,11 +20,11 @@ from app.access import Scope
 from app.api.auth import AUTH, PROBLEMS, require
 from app.errors import BadRequest
 from app.persistence import feed
+from app.persistence.feed import COLUMNS as C
 from app.settings import Settings
 from app.settlement.amounts import format_units
 
 router = APIRouter(prefix="/v1", responses=PROBLEMS)
-_ENTITY = {"transfer": "transfers", "record": "record_versions", "match": "matches", "break": "breaks"}
 
 
 class FeedEventOut(BaseModel):
@@ -63,12 +63,8 @@ async def read_feed(
     wanted = _types(types)
     async with request.app.state.engine.connect() as conn:
         rows, next_after = await feed.page(conn, after=after, limit=limit, types=wanted)
-        entities = {}
-        for prefix, table in _ENTITY.items():
-            ids = [r["entity_id"] for r in rows if r["type"].startswith(prefix + ".")]
-            entities[prefix] = await feed.by_ids(conn, table, ids) if ids else {}
     render = _Renderer(request.app.state.settings)
-    events = [render.event(r, entities) for r in rows]
+    events = [render.event(r) for r in rows]
     return Response(orjson.dumps({"events": events, "next_after": next_after}), media_type="application/json")
 
 
@@ -90,14 +86,12 @@ class _Renderer:
         self.chains = names
         self.tokens = {(c.chain_id, t.address): t for c in settings.chains for t in settings.tokens_on(c)}
         self.by_address = {address: t for (_, address), t in self.tokens.items()}
+        self._render = {"transfer": self.transfer, "record": self.record, "match": self.match, "break": self.break_}
 
-    def event(self, r: dict[str, Any], entities: dict[str, dict[int, dict]]) -> dict[str, Any]:
-        kind = r["type"].split(".", 1)[0]
-        entity = entities[kind].get(r["entity_id"], {})
-        render = {"transfer": self.transfer, "record": self.record, "match": self.match, "break": self.break_}[kind]
-        obj = render(r, entity)
-        return {"seq": r["seq"], "id": f"{r['type']}:{r['entity_id']}:{r['seq']}", "type": r["type"],
-                "occurred_at": r["occurred_at"], "recorded_at": r["recorded_at"], "object": obj}
+    def event(self, r: Any) -> dict[str, Any]:
+        type_, entity_id, seq = r[C.type], r[C.entity_id], r[C.seq]
+        return {"seq": seq, "id": f"{type_}:{entity_id}:{seq}", "type": type_, "occurred_at": r[C.occurred_at],
+                "recorded_at": r[C.recorded_at], "object": self._render[type_.split(".", 1)[0]](r)}
 
     def _token(self, chain_id: int | None, address: str) -> dict[str, Any]:
         token = self.tokens.get((chain_id, address)) if chain_id is not None else self.by_address.get(address)
@@ -109,41 +103,41 @@ class _Renderer:
         return {"amount": format_units(int(base_units), decimals) if decimals is not None else None,
                 "amount_base_units": str(base_units)}
 
-    def transfer(self, r: dict[str, Any], t: dict[str, Any]) -> dict[str, Any]:
-        token = self._token(t["chain_id"], t["token"])
-        orphaned = r["state"] == "orphaned"
-        block_time = (t["block_time"] if t["block_hash"] == r["block_hash"] else None) if orphaned else r["occurred_at"]
-        return {"id": r["entity_id"], "chain": self.chains.get(t["chain_id"], str(t["chain_id"])),
-                "chain_id": t["chain_id"], "token": token, "sender": t["sender"], "recipient": t["recipient"],
-                **self._amount(token, t["amount"]), "tx_hash": t["tx_hash"], "log_index": t["log_index"],
-                "block_number": r["block_number"], "block_hash": r["block_hash"],
-                "block_time": block_time, "state": r["state"]}
+    def transfer(self, r: Any) -> dict[str, Any]:
+        """The transfer in the block the event names; an orphaning names the block it left (time unknown)."""
+        token = self._token(r[C.t_chain_id], r[C.t_token])
+        return {"id": r[C.entity_id], "chain": self.chains.get(r[C.t_chain_id], str(r[C.t_chain_id])),
+                "chain_id": r[C.t_chain_id], "token": token, "sender": r[C.t_sender],
+                "recipient": r[C.t_recipient],
+                **self._amount(token, r[C.t_amount]), "tx_hash": r[C.t_tx_hash], "log_index": r[C.t_log_index],
+                "block_number": r[C.block_number], "block_hash": r[C.block_hash],
+                "block_time": None if r[C.state] == "orphaned" else r[C.occurred_at], "state": r[C.state]}
 
-    def record(self, r: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:
-        body = orjson.loads(v["body"])
+    def record(self, r: Any) -> dict[str, Any]:
+        body = orjson.loads(r[C.v_body])
         token = self._token(body["chain_id"], body["token"])
-        return {**body, "token": token, **self._amount(token, body["amount"]), "ingested_by": v["actor"],
-                "ingested_at": v["ingested_at"]}
+        return {**body, "token": token, **self._amount(token, body["amount"]), "ingested_by": r[C.v_actor],
+                "ingested_at": r[C.v_ingested_at]}
 
-    def match(self, r: dict[str, Any], m: dict[str, Any]) -> dict[str, Any]:
-        removed = r["type"] == "match.removed"
-        return {"id": m["id"], "rule": m["rule"], "rule_version": m["rule_version"],
-                "transfer_ids": orjson.loads(m["transfer_ids"]),
-                "record_keys": [{"source": s, "external_id": e} for s, e in orjson.loads(m["record_keys"])],
-                "created_at": m["created_at"], "created_by": m["created_by"],
-                "removed_at": m["removed_at"] if removed else None, "removed_by": m["removed_by"] if removed else None,
-                "removed_reason": m["removed_reason"] if removed else None}
+    def match(self, r: Any) -> dict[str, Any]:
+        removed = r[C.type] == "match.removed"
+        return {"id": r[C.entity_id], "rule": r[C.m_rule], "rule_version": r[C.m_rule_version],
+                "transfer_ids": orjson.loads(r[C.m_transfer_ids]),
+                "record_keys": [{"source": s, "external_id": e} for s, e in orjson.loads(r[C.m_record_keys])],
+                "created_at": r[C.m_created_at], "created_by": r[C.m_created_by],
+                "removed_at": r[C.m_removed_at] if removed else None,
+                "removed_by": r[C.m_removed_by] if removed else None,
+                "removed_reason": r[C.m_removed_reason] if removed else None}
 
-    def break_(self, r: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-        resolved = r["type"] == "break.resolved"
-        token = self._token(None, b["token"]) if b["token"] else None  # breaks name the token, not the chain
-        amount = self._amount(token, b["amount"]) if token and b["amount"] is not None else {
+    def break_(self, r: Any) -> dict[str, Any]:
+        resolved = r[C.type] == "break.resolved"
+        token = self._token(None, r[C.b_token]) if r[C.b_token] else None  # breaks name the token, not the chain
+        amount = self._amount(token, r[C.b_amount]) if token and r[C.b_amount] is not None else {
             "amount": None, "amount_base_units": None}
-        return {"id": b["id"], "type": b["type"], "status": r["state"], "token": token, **amount,
-                "since": b["since"], "opened_at": b["opened_at"],
-                "resolved_at": r["occurred_at"] if resolved else None,
-                "resolution": orjson.loads(r["detail"]) if resolved and r["detail"] else None,
-                "transfer_ids": orjson.loads(b["transfer_ids"]),
-                "record_keys": [{"source": s, "external_id": e} for s, e in orjson.loads(b["record_keys"])],
-                "facts": orjson.loads(b["facts"])}
-
+        return {"id": r[C.entity_id], "type": r[C.b_type], "status": r[C.state], "token": token, **amount,
+                "since": r[C.b_since], "opened_at": r[C.b_opened_at],
+                "resolved_at": r[C.occurred_at] if resolved else None,
+                "resolution": orjson.loads(r[C.detail]) if resolved and r[C.detail] else None,
+                "transfer_ids": orjson.loads(r[C.b_transfer_ids]),
+                "record_keys": [{"source": s, "external_id": e} for s, e in orjson.loads(r[C.b_record_keys])],
+                "facts": orjson.loads(r[C.b_facts])}

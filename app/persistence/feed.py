@@ -18,6 +18,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import and_, case, event, func, insert, literal, or_, select, text, update
@@ -167,50 +168,59 @@ async def head(conn: AsyncConnection) -> int:
     return int(await conn.scalar(select(FH.c.seq).where(FH.c.id == 1)) or 0)
 
 
+def _joined():  # type: ignore[no-untyped-def]
+    """Each event with what is shown of its entity, one LEFT JOIN per kind (the entity is found by primary key)."""
+    def kind(prefix: str) -> Any:
+        return FE.c.type.like(prefix + ".%")
+
+    columns = [FE.c.seq, FE.c.type, FE.c.entity_id, FE.c.occurred_at, FE.c.recorded_at, FE.c.state,
+               FE.c.block_number, FE.c.block_hash, FE.c.detail,
+               T.c.chain_id.label("t_chain_id"), T.c.token.label("t_token"), T.c.sender.label("t_sender"),
+               T.c.recipient.label("t_recipient"), T.c.amount.label("t_amount"), T.c.tx_hash.label("t_tx_hash"),
+               T.c.log_index.label("t_log_index"),
+               RV.c.body.label("v_body"), RV.c.actor.label("v_actor"), RV.c.ingested_at.label("v_ingested_at"),
+               M.c.rule.label("m_rule"), M.c.rule_version.label("m_rule_version"),
+               M.c.transfer_ids.label("m_transfer_ids"), M.c.record_keys.label("m_record_keys"),
+               M.c.created_at.label("m_created_at"), M.c.created_by.label("m_created_by"),
+               M.c.removed_at.label("m_removed_at"), M.c.removed_by.label("m_removed_by"),
+               M.c.removed_reason.label("m_removed_reason"),
+               BR.c.type.label("b_type"), BR.c.token.label("b_token"), BR.c.amount.label("b_amount"),
+               BR.c.since.label("b_since"), BR.c.opened_at.label("b_opened_at"),
+               BR.c.transfer_ids.label("b_transfer_ids"), BR.c.record_keys.label("b_record_keys"),
+               BR.c.facts.label("b_facts")]
+    source = (FE.outerjoin(T, and_(kind("transfer"), T.c.id == FE.c.entity_id))
+              .outerjoin(RV, and_(kind("record"), RV.c.id == FE.c.entity_id))
+              .outerjoin(M, and_(kind("match"), M.c.id == FE.c.entity_id))
+              .outerjoin(BR, and_(kind("break"), BR.c.id == FE.c.entity_id)))
+    return select(*columns).select_from(source)
+
+
+_PAGE = _joined()
+COLUMNS = SimpleNamespace(**{c.name: i for i, c in enumerate(_PAGE.selected_columns)})
+"""Position of each column in a page's rows (`row[COLUMNS.m_rule]`): reading 5,000 rows by position instead of
+by attribute saves a quarter of a page's time."""
+
+
 async def page(conn: AsyncConnection, *, after: int, limit: int, types: Sequence[str] | None
-               ) -> tuple[list[dict[str, Any]], int]:
-    """Events after `after` in `seq` order, and where the next page starts. The head is read first: every
-    event up to it has committed, so a short page moves the reader to the head even when `types` filtered
-    events out (and a reader filtering on a rare type does not rescan what it has passed). Events past the head
-    that committed meanwhile are left for the next page; they are dropped here, not in SQL, so that the planner
-    sees the plain `seq > after ORDER BY seq LIMIT n` it walks the primary key for whatever its estimates."""
+               ) -> tuple[list[Any], int]:
+    """Events after `after` in `seq` order, each with what is shown of its entity (columns prefixed `t_`, `v_`,
+    `m_`, `b_` by kind; positions in `COLUMNS`), and where the next page starts.
+
+    The head is read first: every event up to it has committed, so a short page moves the reader to the head even
+    when `types` filtered events out (a reader of a rare type does not rescan what it has passed). Events past the
+    head that committed meanwhile are left for the next page; they are dropped here, not in SQL, so that the
+    planner sees the plain `seq > after ORDER BY seq LIMIT n`, which walks the primary key whatever its
+    estimates (a range bound let stale statistics pick a bitmap scan and a sort of the whole tail)."""
     last = await head(conn)
-    where = [FE.c.seq > after]
+    if conn.dialect.name == "postgresql":  # a few thousand key lookups: no parallel workers (10 ms to start)
+        await conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+    query = _PAGE.where(FE.c.seq > after)
     if types:
-        where.append(FE.c.type.in_(list(types)))
-    result = await conn.execute(select(FE).where(*where).order_by(FE.c.seq).limit(limit))
-    rows = [dict(r) for r in result.mappings() if r["seq"] <= last]
-    next_after = rows[-1]["seq"] if len(rows) == limit else max(last, after)
+        query = query.where(FE.c.type.in_(list(types)))
+    result = await conn.execute(query.order_by(FE.c.seq).limit(limit))
+    rows = [r for r in result if r[0] <= last]
+    next_after = rows[-1][0] if len(rows) == limit else max(last, after)
     return rows, next_after
-
-
-_RENDERED = {
-    "transfers": ("id", "chain_id", "token", "sender", "recipient", "amount", "tx_hash", "log_index", "block_hash",
-                  "block_time"),
-    "record_versions": ("id", "body", "actor", "ingested_at"),
-    "matches": ("id", "rule", "rule_version", "transfer_ids", "record_keys", "created_at", "created_by",
-                "removed_at", "removed_by", "removed_reason"),
-    "breaks": ("id", "type", "token", "amount", "since", "opened_at", "transfer_ids", "record_keys", "facts"),
-}
-
-
-async def by_ids(conn: AsyncConnection, table_name: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """What the feed shows of `transfers`, `record_versions`, `matches` or `breaks`, by id. A page's ids are
-    mostly dense (a pass's matches, a batch's transfers): one range scan then, else lookups by id."""
-    table = {"transfers": T, "record_versions": RV, "matches": M, "breaks": BR}[table_name]
-    columns = [table.c[name] for name in _RENDERED[table_name]]
-    unique = sorted(set(ids))
-    if not unique:
-        return {}
-    wanted = set(unique)
-    if unique[-1] - unique[0] < 4 * len(unique):
-        rows = await conn.execute(select(*columns).where(table.c.id.between(unique[0], unique[-1])))
-        return {r["id"]: dict(r) for r in rows.mappings() if r["id"] in wanted}
-    out: dict[int, dict[str, Any]] = {}
-    for i in range(0, len(unique), 1000):
-        rows = await conn.execute(select(*columns).where(table.c.id.in_(unique[i:i + 1000])))
-        out.update({r["id"]: dict(r) for r in rows.mappings()})
-    return out
 
 
 # ---- the guard ------------------------------------------------------------------------------------------------------
@@ -233,5 +243,5 @@ def _drop_staged(conn: Connection) -> None:
     conn.info.pop(_KEY, None)
 
 
-__all__ = ["TYPES", "FeedError", "by_ids", "flush", "head", "install_guard", "page", "stage", "stage_matches",
+__all__ = ["TYPES", "FeedError", "flush", "head", "install_guard", "page", "stage", "stage_matches",
            "stage_orphaned", "stage_transfers", "transaction"]

@@ -184,7 +184,7 @@ async def test_concurrent_writers_and_a_polling_reader_see_every_event_once_in_o
             finished = done.is_set()
             async with engine.connect() as conn:
                 page, after = await feed.page(conn, after=after, limit=rng.randint(1, 7), types=None)
-            seen.extend(r["seq"] for r in page)
+            seen.extend(r.seq for r in page)
             if finished and not page:
                 return
             await asyncio.sleep(0.002)
