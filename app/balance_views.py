@@ -48,8 +48,9 @@ async def balance_lines(conn: AsyncConnection, settings: Settings, book: WalletB
     for c in settings.chains:
         if q.chain is not None and c.name != q.chain:
             continue
-        wallets = [w for w in book.wallets_on(c.chain_id) if (q.wallet is None or w.address == q.wallet)
-                   and (q.segregation is None or w.segregation == q.segregation)]
+        candidates = book.wallets_on(c.chain_id) if q.wallet is None else [
+            w for w in [book.find(c.chain_id, q.wallet)] if w is not None]
+        wallets = [w for w in candidates if q.segregation is None or w.segregation == q.segregation]
         for t in settings.tokens_on(c):
             if q.token is not None and t.address != q.token or not wallets:
                 continue

@@ -60,9 +60,14 @@ class WalletBook:
         for w in self._by_id.values():
             self._by_chain.setdefault(w.chain_id, []).append(w)
         self._ours = frozenset((w.chain_id, w.address) for w in self._by_id.values())
+        self._by_address = {(w.chain_id, w.address): w for w in self._by_id.values()}
 
     def get(self, wallet_id: int) -> RegisteredWallet | None:
         return self._by_id.get(wallet_id)
+
+    def find(self, chain_id: int, address: str) -> RegisteredWallet | None:
+        """The wallet registered at this (checksummed) address on this chain, if any."""
+        return self._by_address.get((chain_id, address))
 
     def all(self) -> list[RegisteredWallet]:
         return list(self._by_id.values())

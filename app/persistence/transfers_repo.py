@@ -103,13 +103,20 @@ def _direction_clause(q: TransferQuery):  # type: ignore[no-untyped-def]
 
 
 async def recon_statuses(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, str]:
-    """The reconciliation status of each of these transfers (see RECON_STATUSES)."""
+    """The reconciliation status of each of these transfers (see RECON_STATUSES). Each lookup starts from the
+    link table's transfer index: an EXISTS from `transfers` let the planner hash every open break's links."""
     if not ids:
         return {}
+    wanted = list(ids)
+    lookups = (
+        ("unmatched", select(BL.c.transfer_id).join(BR, BR.c.id == BL.c.break_id)
+         .where(BL.c.transfer_id.in_(wanted), BR.c.status != "resolved")),
+        ("explained", select(TC.c.transfer_id).where(TC.c.transfer_id.in_(wanted))),
+        ("matched", select(ML.c.transfer_id).where(ML.c.transfer_id.in_(wanted), ML.c.active.is_(True))),
+    )
     out = dict.fromkeys(ids, "pending")
-    for status, clause in (("unmatched", _in_break()), ("explained", _explained()), ("matched", _matched())):
-        rows = await conn.execute(select(T.c.id).where(T.c.id.in_(list(ids)), clause))
-        out.update(dict.fromkeys((i for (i,) in rows), status))  # later wins: matched, explained, unmatched
+    for status, query in lookups:  # later wins: matched, then explained, then unmatched
+        out.update(dict.fromkeys((i for (i,) in await conn.execute(query)), status))
     return out
 
 
