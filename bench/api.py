@@ -45,9 +45,12 @@ def serve(port: int, n: int) -> None:
     import uvicorn
 
     from app.api.main import create_app
+    from app.indexer import tune_gc_for_indexing
 
     settings = settings_for(URL, Path(tempfile.mkdtemp()))
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    app = create_app(settings)
+    tune_gc_for_indexing()  # as `settle serve` does
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 async def prepare(n: int, reuse: bool) -> str:
