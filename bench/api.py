@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import statistics
@@ -108,7 +109,12 @@ async def load_test(base: str, key: str, path: str, params: list[dict] | None, s
 
 async def feed_bench(base: str, key: str, *, limit: int = 5000, most: int = 500_000) -> None:
     """One reader pulling the feed by cursor from 0 (up to `most` events), against the bare query of the same
-    pages on the same database in this process (the baseline: no HTTP, no rendering)."""
+    pages on the same database in this process (the baseline: no HTTP, no rendering). The reader freezes what
+    it allocated before and collects the young generation less often, as a consumer parsing millions of events
+    would (`settle serve` does the same); otherwise collections of the bench's own objects land in the figure."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
         after, events, started = 0, 0, time.perf_counter()
         while events < most:
