@@ -215,3 +215,27 @@ async def test_a_rolled_back_writer_leaves_nothing_and_unflushed_events_are_refu
         assert await feed.head(conn) == 1
         assert await conn.scalar(select(func.count()).select_from(FeedEvent.__table__)) == 1
     assert events == [(1, 3)]  # the failed writers' numbers were never handed out
+
+
+async def test_a_bulk_batch_is_announced_once_per_transfer(chain_a: Devnet, engine: AsyncEngine,
+                                                           database_url: str, tmp_path: Path) -> None:
+    """A batch large enough for the bulk insert path (PostgreSQL: COPY into a staging table), finalized at once:
+    one `transfer.finalized` per transfer, none for the transfers of other wallets, and nothing when indexed
+    again."""
+    usdc = chain_a.tokens["usdc"]
+    usdc.mint(ALICE, 10**12)
+    payees = [DEP1 if i % 2 == 0 else address_for(f"feed-stranger-{i}") for i in range(80)]
+    batch = chain_a.batch.batch_transfer(usdc, ALICE, payees, [1_000 + i for i in range(80)])
+    chain_a.anvil.mine(40)  # past finality (30)
+    settings = _settings(tmp_path, database_url, chain_a)
+    await index_once(settings, engine)
+    app = create_app(settings, engine=engine)
+    core = await bearer(engine, "feed")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        events, head = await read_all(client, core)
+    ours = [e for e in events if e["type"].startswith("transfer.") and e["object"]["tx_hash"] == batch]
+    assert {e["type"] for e in ours} == {"transfer.finalized"}
+    assert sorted(int(e["object"]["amount_base_units"]) for e in ours) == [1_000 + i for i in range(0, 80, 2)]
+    assert len({e["object"]["id"] for e in ours}) == 40
+    await index_once(settings, engine)
+    assert await _head(engine) == head
