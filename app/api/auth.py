@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.access import Forbidden, Principal, Scope, Unauthorized, authenticate
+from app.api.problems import problem_response
 
 bearer = HTTPBearer(auto_error=False, description="an API key from `settle keys create`")
 
@@ -35,10 +36,12 @@ def require(*scopes: Scope) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
-AUTH: dict[int | str, dict] = {401: {"description": "no key, or an unknown or revoked one"},
-                               403: {"description": "the key lacks the scope this needs"}}
+AUTH: dict[int | str, dict] = {
+    401: problem_response("no key, or an unknown or revoked one", headers={"WWW-Authenticate": {
+        "description": "`Bearer realm=\"settle\"`", "schema": {"type": "string"}}}),
+    403: problem_response("the key lacks the scope this needs")}
 PROBLEMS: dict[int | str, dict] = {
-    400: {"description": "a well-formed value that is wrong (unknown chain, bad checksum, foreign cursor); the "
-                         "problem names the field"},
-    422: {"description": "a malformed request; the problem names each field"}}
+    400: problem_response("a well-formed value that is wrong (unknown chain, bad checksum, foreign cursor); the "
+                          "problem names the field"),
+    422: problem_response("a malformed request; the problem names each field")}
 """Every router answers these as RFC 9457 problems (`application/problem+json`)."""

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from app.access import Scope
 from app.api import params
 from app.api.auth import AUTH, PROBLEMS, require
+from app.api.balance_schemas import Balances
+from app.api.schemas import documented
 from app.balance_views import BalanceQuery, amount_out, balance_lines, line_out
 from app.errors import BadRequest
 from app.wallet_book import wallet_book
@@ -33,7 +35,8 @@ def _as_of(value: str | None) -> tuple[int | None, datetime | None]:
     return None, at
 
 
-@router.get("/balances", dependencies=[Depends(require(Scope.TREASURY))], responses=AUTH)
+@router.get("/balances", dependencies=[Depends(require(Scope.TREASURY))],
+            **documented(Balances, "balances per (wallet, token) and their totals", errors=AUTH))
 async def balances(
     request: Request,
     chain: Annotated[str | None, Query(description="chain name")] = None,

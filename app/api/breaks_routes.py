@@ -14,6 +14,18 @@ from pydantic import BaseModel, Field
 
 from app.access import Principal, Scope
 from app.api.auth import AUTH, PROBLEMS, require
+from app.api.break_schemas import (
+    AuditPage,
+    AuditVerification,
+    BreakDetail,
+    BreakPage,
+    BreakStatusOut,
+    MatchCreated,
+    MatchRemoved,
+)
+from app.api.limits import TOO_LARGE
+from app.api.problems import problem_response
+from app.api.schemas import RECORD_KEY_EXAMPLE, RecordKey, documented, examples
 from app.errors import NotFound
 from app.persistence import audit, recon_repo, records_repo, transfers_repo
 from app.resolutions import ReasonCode, approve, classify, manual_match, reopen, unmatch
@@ -27,31 +39,26 @@ router = APIRouter(prefix="/v1", responses=PROBLEMS)
 READ = Depends(require(Scope.OPS, Scope.APPROVER))
 OPS = Depends(require(Scope.OPS))
 BreakId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a break's id")]
-
-
-class RecordKey(BaseModel):
-    source: str = Field(min_length=1, max_length=200)
-    external_id: str = Field(min_length=1, max_length=200)
+NO_BREAK = problem_response("no such break")
 
 
 class ResolveIn(BaseModel):
     reason: ReasonCode = Field(description="why the break needs no (further) match; `write_off` waits for an "
                                            "approver")
     note: str = Field(min_length=1, max_length=4000, description="what was found, for the auditor")
+    model_config = examples({"reason": "spam", "note": "address-poisoning dust from a look-alike address"})
 
 
 class ReopenIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=4000)
+    reason: str = Field(min_length=1, max_length=4000, description="why, for the auditor")
+    model_config = examples({"reason": "the customer disputes the refund; reviewing again"})
 
 
 class MatchIn(BaseModel):
     transfer_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(min_length=1, max_length=50)
     record_keys: list[RecordKey] = Field(min_length=1, max_length=50)
     break_id: int | None = Field(None, ge=1, description="the break this match resolves, if any")
-    model_config = {"json_schema_extra": {"examples": [{"transfer_ids": [1042],
-                                                        "record_keys": [{"source": "core",
-                                                                         "external_id": "dep-2026-000123"}],
-                                                        "break_id": 17}]}}
+    model_config = examples({"transfer_ids": [1042], "record_keys": [RECORD_KEY_EXAMPLE], "break_id": 17})
 
 
 def break_out(settings: Any, b: dict, now: datetime) -> dict[str, Any]:
@@ -71,7 +78,7 @@ def break_out(settings: Any, b: dict, now: datetime) -> dict[str, Any]:
             "facts": json.loads(b["facts"])}
 
 
-@router.get("/breaks", dependencies=[READ], responses=AUTH)
+@router.get("/breaks", dependencies=[READ], **documented(BreakPage, "a page of breaks", errors=AUTH))
 async def list_breaks(
     request: Request,
     status: Annotated[str | None, Query(pattern="^(open|awaiting_approval|resolved)$")] = None,
@@ -92,7 +99,9 @@ async def list_breaks(
     return {"items": items, "next_after": rows[-1]["id"] if len(rows) == limit else None}
 
 
-@router.get("/breaks/{break_id}", dependencies=[READ], responses={**AUTH, 404: {"description": "no such break"}})
+@router.get("/breaks/{break_id}", dependencies=[READ], **documented(
+    BreakDetail, "the break with its items, their suggested counterparts, and its history",
+    errors={**AUTH, 404: NO_BREAK}))
 async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
     """One break with its transfers and records (current versions), each with up to 3 suggested counterparts
     among the unexplained items on the same wallet and token, and its history."""
@@ -128,30 +137,36 @@ def _full_transfer(row: dict) -> dict[str, Any]:
             "block_hash": row["block_hash"], "block_time": row["block_time"], "state": row["state"]}
 
 
-@router.post("/breaks/{break_id}/resolve", responses={**AUTH, 404: {"description": "no such break"},
-                                                       409: {"description": "the break is not open"}})
+@router.post("/breaks/{break_id}/resolve", **documented(
+    BreakStatusOut, "resolved, or awaiting approval (a write-off)",
+    errors={**AUTH, **TOO_LARGE, 404: NO_BREAK, 409: problem_response("the break is not open")}))
 async def resolve_break(request: Request, break_id: BreakId, body: ResolveIn,
                         caller: Annotated[Principal, OPS]) -> dict[str, Any]:
     """Classify a break with a reason code and a note. A `write_off` becomes `awaiting_approval`."""
     return await classify(request.app.state.engine, break_id, reason=body.reason, note=body.note, actor=caller.name)
 
 
-@router.post("/breaks/{break_id}/approve", responses={**AUTH, 404: {"description": "no such break"},
-                                                       409: {"description": "not awaiting approval"}})
+@router.post("/breaks/{break_id}/approve", **documented(BreakStatusOut, "resolved", errors={
+    **AUTH, 403: problem_response("the key lacks the `approver` scope, or its name proposed the write-off "
+                                  "(four-eyes)"),
+    404: NO_BREAK, 409: problem_response("not awaiting approval")}))
 async def approve_break(request: Request, break_id: BreakId,
                         caller: Annotated[Principal, Depends(require(Scope.APPROVER))]) -> dict[str, Any]:
     """Approve a write-off: by a second person (a key with another name than the one that proposed it)."""
     return await approve(request.app.state.engine, break_id, actor=caller.name)
 
 
-@router.post("/breaks/{break_id}/reopen", responses={**AUTH, 404: {"description": "no such break"},
-                                                      409: {"description": "already open"}})
+@router.post("/breaks/{break_id}/reopen", **documented(BreakStatusOut, "open again", errors={
+    **AUTH, **TOO_LARGE, 404: NO_BREAK, 409: problem_response("already open")}))
 async def reopen_break(request: Request, break_id: BreakId, body: ReopenIn,
                        caller: Annotated[Principal, OPS]) -> dict[str, Any]:
+    """Reopen a resolved break (or a write-off awaiting approval): the reconciler decides its items again."""
     return await reopen(request.app.state.engine, break_id, reason=body.reason, actor=caller.name)
 
 
-@router.post("/matches", status_code=201, responses={**AUTH, 409: {"description": "an item is already matched"}})
+@router.post("/matches", status_code=201, **documented(MatchCreated, "matched", status=201, errors={
+    **AUTH, **TOO_LARGE, 404: problem_response("`break_id` names no break"),
+    409: problem_response("an item is already matched")}))
 async def create_match(request: Request, body: MatchIn, caller: Annotated[Principal, OPS]) -> dict[str, Any]:
     """Match transfers to records by hand, validated like an automatic match (chain, token, our side, exact
     sum); optionally resolving a break."""
@@ -162,7 +177,8 @@ async def create_match(request: Request, body: MatchIn, caller: Annotated[Princi
     return {"id": match_id}
 
 
-@router.delete("/matches/{match_id}", responses={**AUTH, 404: {"description": "no active match with this id"}})
+@router.delete("/matches/{match_id}", **documented(MatchRemoved, "unmatched", errors={
+    **AUTH, 404: problem_response("no active match with this id")}))
 async def delete_match(request: Request, match_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
                        reason: Annotated[str, Query(min_length=1, max_length=4000, description="why (required)")],
                        caller: Annotated[Principal, OPS]) -> dict[str, Any]:
@@ -171,7 +187,8 @@ async def delete_match(request: Request, match_id: Annotated[int, Path(ge=1, le=
     return {"id": match_id, "removed": True}
 
 
-@router.get("/audit", dependencies=[Depends(require(Scope.ADMIN))], responses=AUTH)
+@router.get("/audit", dependencies=[Depends(require(Scope.ADMIN))],
+            **documented(AuditPage, "a page of the audit log", errors=AUTH))
 async def audit_entries(request: Request,
                         after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
@@ -183,7 +200,8 @@ async def audit_entries(request: Request,
     return {"items": items, "next_after": rows[-1]["id"] if rows else after}
 
 
-@router.get("/audit/verify", dependencies=[Depends(require(Scope.ADMIN))], responses=AUTH)
+@router.get("/audit/verify", dependencies=[Depends(require(Scope.ADMIN))],
+            **documented(AuditVerification, "whether the chain holds", errors=AUTH))
 async def audit_verify(request: Request) -> dict[str, Any]:
     """Walk the hash chain (and the batch digests); name the first bad entry."""
     async with request.app.state.engine.connect() as conn:

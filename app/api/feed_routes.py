@@ -8,16 +8,15 @@ break as opened (or as resolved, with that resolution); a page read twice is the
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 
 from app.access import Scope
 from app.api.auth import AUTH, PROBLEMS, require
+from app.api.feed_schemas import FeedPage
 from app.errors import BadRequest
 from app.persistence import feed
 from app.persistence.feed import COLUMNS as C
@@ -27,31 +26,8 @@ from app.settlement.amounts import format_units
 router = APIRouter(prefix="/v1", responses=PROBLEMS)
 
 
-class FeedEventOut(BaseModel):
-    seq: int = Field(description="the event's position; strictly increasing")
-    id: str = Field(description="stable identifier: type, entity id and seq")
-    type: str = Field(description="one of " + ", ".join(feed.TYPES))
-    occurred_at: datetime | None = Field(description="when it happened on chain (block time) or in the business")
-    recorded_at: datetime = Field(description="when this service recorded it")
-    object: dict[str, Any] = Field(description="the transfer, record version, match or break, as it was then")
-
-
-class FeedPage(BaseModel):
-    events: list[FeedEventOut]
-    next_after: int = Field(description="pass as `after` for the next page (the feed's head when this page is "
-                                        "short: nothing more has committed yet)")
-    model_config = {"json_schema_extra": {"examples": [{"events": [{
-        "seq": 1041, "id": "match.created:77:1041", "type": "match.created",
-        "occurred_at": "2026-11-26T09:14:03.120000+00:00", "recorded_at": "2026-11-26T09:14:03.180000+00:00",
-        "object": {"id": 77, "rule": "tx_hash", "rule_version": "1", "transfer_ids": [1042],
-                   "record_keys": [{"source": "core", "external_id": "dep-2026-000123"}],
-                   "created_at": "2026-11-26T09:14:03.120000+00:00", "created_by": "reconciler",
-                   "removed_at": None, "removed_by": None, "removed_reason": None}}],
-        "next_after": 1041}]}}
-
-
 @router.get("/feed", dependencies=[Depends(require(Scope.FEED))], response_model=FeedPage,
-            responses={**AUTH, 200: {"model": FeedPage}})
+            responses={**AUTH, 200: {"model": FeedPage, "description": "the events after `after`, in order"}})
 async def read_feed(
     request: Request,
     after: Annotated[int, Query(ge=0, le=2**63 - 1, description="the last seq already read (0: from the start)")]
@@ -60,6 +36,8 @@ async def read_feed(
     types: Annotated[str | None, Query(max_length=400, description="comma-separated event types to keep, e.g. "
                                                                     "`match.created,match.removed`")] = None,
 ) -> Response:
+    """The events after `after` in `seq` order, each with its object as it was then (see the feed in the
+    README); keep `next_after` and pass it as `after`."""
     wanted = _types(types)
     async with request.app.state.engine.connect() as conn:
         rows, next_after = await feed.page(conn, after=after, limit=limit, types=wanted)

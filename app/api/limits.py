@@ -9,6 +9,11 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.problems import problem_response
+
+TOO_LARGE = {413: problem_response("the body is over `api.max_body_bytes`; the problem names `body`")}
+"""The answer any operation with a request body can get."""
+
 
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.access import KeyCache
-from app.api import problems
+from app.api import document, problems
 from app.api.balances_routes import router as balances_router
 from app.api.breaks_routes import router as breaks_router
 from app.api.feed_routes import router as feed_router
@@ -78,6 +78,7 @@ def create_app(settings: Settings, *, engine: AsyncEngine | None = None, run_wat
     app.state.engine = db
     app.state.key_cache = KeyCache(settings.api.key_cache_seconds)
     problems.install(app)
+    document.complete(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     app.include_router(router)
     app.include_router(records_router)

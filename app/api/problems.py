@@ -7,11 +7,45 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import BadRequest, SettleError
 
 PROBLEM = "application/problem+json"
+
+
+def _absent(schema: dict[str, Any]) -> None:
+    """Left out of the answer rather than null: no `default: null` in the document."""
+    schema.pop("default", None)
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="the parameter or body field at fault, e.g. `chain` or `items[3].amount`")
+    reason: str
+    index: int | SkipJsonSchema[None] = Field(None, description="POST /v1/records: the item's position (-1: the "
+                                                                  "whole batch)", json_schema_extra=_absent)
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem, served as `application/problem+json`."""
+
+    type: str = Field(description="always `about:blank`: `title` and `status` say it all")
+    title: str
+    status: int = Field(description="the HTTP status")
+    detail: str
+    errors: list[FieldError] | SkipJsonSchema[None] = Field(None, description="the fields at fault, when known",
+                                                            json_schema_extra=_absent)
+    model_config = {"json_schema_extra": {"examples": [{
+        "type": "about:blank", "title": "Bad request", "status": 400, "detail": "chain: unknown chain 'polygon'",
+        "errors": [{"field": "chain", "reason": "unknown chain 'polygon' (configured: ['ethereum'])"}]}]}}
+
+
+def problem_response(description: str, **extra: Any) -> dict[str, Any]:
+    """An error response for the OpenAPI document: `description` and the problem schema."""
+    return {"description": description, **extra,
+            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}}
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -47,3 +81,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), str(exc.detail))
+

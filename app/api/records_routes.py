@@ -10,6 +10,9 @@ from fastapi.responses import JSONResponse
 
 from app.access import Principal, Scope
 from app.api.auth import AUTH, PROBLEMS, require
+from app.api.problems import problem_response
+from app.api.record_schemas import IngestCounts, RecordDetail, RecordOut
+from app.api.schemas import documented
 from app.errors import NotFound
 from app.persistence import records_repo
 from app.records import ingest
@@ -24,11 +27,11 @@ EXAMPLE = [{"source": "core", "external_id": "dep-2026-000123", "kind": "deposit
             "reference": "cust-889", "created_at": "2026-11-27T09:15:00Z"}]
 
 
-@router.post("/records", status_code=201, responses={**AUTH, 200: {"description": "nothing new: every item was "
-                                                                           "already recorded as sent"},
-                                                      409: {"description": "an immutable field differs"},
-                                                      413: {"description": "more than 10,000 items"},
-                                                      422: {"description": "invalid items, nothing written"}})
+@router.post("/records", status_code=201, **documented(IngestCounts, "something new was recorded", status=201, errors={
+    **AUTH, 200: {"model": IngestCounts, "description": "nothing new: every item was already recorded as sent"},
+    409: problem_response("an immutable field differs; the problem names `items[i].field`, nothing written"),
+    413: problem_response("more than 10,000 items, or a body over `api.max_body_bytes`"),
+    422: problem_response("invalid items, nothing written; the problem names each `items[i].field`")}))
 async def post_records(
     request: Request,
     items: Annotated[list[dict[str, Any]], Body(examples=[EXAMPLE])],
@@ -47,16 +50,20 @@ def _out(settings: Any, r: dict) -> dict[str, Any]:
             "amount_base_units": str(r["amount"])}
 
 
-@router.get("/records", dependencies=[Depends(require(Scope.OPS, Scope.INGEST))], responses=AUTH)
+@router.get("/records", dependencies=[Depends(require(Scope.OPS, Scope.INGEST))],
+            **documented(list[RecordOut], "the current version of every record", errors=AUTH))
 async def list_records(request: Request, status: Annotated[RecordStatus | None, Query()] = None) -> list[dict]:
+    """Every record's current version in ingest order, optionally only those with `status`."""
     async with request.app.state.engine.connect() as conn:
         rows = await records_repo.all_current(conn, status.value if status else None)
     return [_out(request.app.state.settings, r) for r in rows]
 
 
 @router.get("/records/{source}/{external_id}", dependencies=[Depends(require(Scope.OPS, Scope.INGEST))],
-            responses={**AUTH, 404: {"description": "no such record"}})
+            **documented(RecordDetail, "the record with its versions",
+                         errors={**AUTH, 404: problem_response("no such record")}))
 async def get_record(request: Request, source: str, external_id: str) -> dict:
+    """One record: its current version and every version received, oldest first."""
     async with request.app.state.engine.connect() as conn:
         current = await records_repo.current_by_key(conn, [(source, external_id)])
         versions = await records_repo.versions(conn, source, external_id)

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.access import Scope
 from app.api import params
 from app.api.auth import AUTH, PROBLEMS, require
-from app.api.schemas import ChainOut, HealthOut, TransferOut, TransferPage
+from app.api.problems import problem_response
+from app.api.schemas import ChainOut, HealthOut, TransferOut, TransferPage, UnmatchedPage, documented
 from app.errors import BadRequest, NotFound
 from app.persistence import recon_repo
 from app.persistence import transfers_repo as repo
@@ -52,7 +53,8 @@ async def _chains(settings: Settings, engine: AsyncEngine) -> list[ChainOut]:
     return out
 
 
-@router.get("/health", response_model=HealthOut, responses={503: {"description": "a chain is in alert"}})
+@router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut,
+                                                                 "description": "a chain is in alert"}})
 async def health(request: Request) -> JSONResponse:
     """Per-chain lag and state. 503 when any chain is in `alert` (a reorg below finality)."""
     chains = await _chains(*_ctx(request))
@@ -132,7 +134,8 @@ async def transfers(
     return TransferPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/transfers/unmatched", dependencies=[Depends(require(Scope.OPS))], responses=AUTH)
+@router.get("/transfers/unmatched", dependencies=[Depends(require(Scope.OPS))],
+            **documented(UnmatchedPage, "a page of the queue", errors=AUTH))
 async def unmatched_transfers(
     request: Request,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
@@ -162,7 +165,7 @@ async def unmatched_transfers(
 
 @router.get("/transfers/{transfer_id}", response_model=TransferOut,
             dependencies=[Depends(require(Scope.TREASURY, Scope.OPS))],
-            responses={**AUTH, 404: {"description": "no such transfer"}})
+            responses={**AUTH, 404: problem_response("no such transfer")})
 async def transfer(request: Request, transfer_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> TransferOut:
     """One transfer, whatever its state (orphaned ones are kept)."""
     settings, engine = _ctx(request)

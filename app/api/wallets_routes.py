@@ -13,8 +13,11 @@ from app.access import Principal, Scope
 from app.api import params
 from app.api.auth import AUTH, PROBLEMS, require
 from app.api.breaks_routes import break_out
+from app.api.limits import TOO_LARGE
+from app.api.problems import problem_response
 from app.api.routes import transfer_out
-from app.api.schemas import GasOut, WalletList, WalletOut, WalletStatusOut
+from app.api.schemas import documented
+from app.api.wallet_schemas import WALLET_EXAMPLE, GasOut, WalletList, WalletOut, WalletStatusOut
 from app.balance_views import BalanceQuery, amount_out, balance_lines, line_out
 from app.errors import BadRequest, NotFound
 from app.persistence import recon_repo, transfers_repo
@@ -28,13 +31,12 @@ READ = Depends(require(Scope.TREASURY, Scope.ADMIN))
 WalletId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a wallet's id")]
 RECENT_TRANSFERS = 20
 NATIVE_DECIMALS = 18
-EXAMPLE_ADDRESS = "0x28C6c06298d514Db089934071355E5743bf21d60"
+NO_WALLET = problem_response("no such wallet")
 
 
 class WalletIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "chain": "ethereum", "address": EXAMPLE_ADDRESS, "label": "deposit-0042", "kind": "deposit",
-        "segregation": "customer", "start_block": 21500000}]})
+        k: WALLET_EXAMPLE[k] for k in ("chain", "address", "label", "kind", "segregation", "start_block")}]})
     chain: StrictStr = Field(min_length=1, max_length=100, description="a configured chain's name")
     address: StrictStr = Field(pattern=params.ADDRESS, description="mixed case must carry a valid EIP-55 checksum")
     label: StrictStr = Field(min_length=1, max_length=200)
@@ -82,7 +84,7 @@ async def list_wallets(
 
 
 @router.post("/wallets", status_code=201, response_model=WalletOut,
-             responses={**AUTH, 409: {"description": "the wallet is already registered on that chain"}})
+             responses={**AUTH, **TOO_LARGE, 409: problem_response("the wallet is already registered on that chain")})
 async def post_wallet(request: Request, body: WalletIn,
                       caller: Annotated[Principal, Depends(require(Scope.ADMIN))]) -> WalletOut:
     """Register a wallet. The chain's watcher picks it up at its next poll and indexes it from `start_block`
@@ -97,7 +99,7 @@ async def post_wallet(request: Request, body: WalletIn,
 
 
 @router.patch("/wallets/{wallet_id}", response_model=WalletOut,
-              responses={**AUTH, 404: {"description": "no such wallet"}})
+              responses={**AUTH, **TOO_LARGE, 404: NO_WALLET})
 async def patch_wallet(request: Request, wallet_id: WalletId, body: Annotated[WalletPatch, Body()],
                        caller: Annotated[Principal, Depends(require(Scope.ADMIN))]) -> WalletOut:
     """Change a wallet's label, kind, segregation or active flag (only the fields sent). The registry is the
@@ -109,8 +111,8 @@ async def patch_wallet(request: Request, wallet_id: WalletId, body: Annotated[Wa
     return wallet_out(request.app.state.settings, wallet)
 
 
-@router.get("/wallets/{wallet_id}/status", response_model=WalletStatusOut, dependencies=[READ],
-            responses={**AUTH, 404: {"description": "no such wallet"}})
+@router.get("/wallets/{wallet_id}/status", dependencies=[READ], **documented(
+    WalletStatusOut, "the wallet's balances, recent transfers, open breaks and gas", errors={**AUTH, 404: NO_WALLET}))
 async def wallet_status(request: Request, wallet_id: WalletId) -> dict[str, Any]:
     """One wallet now: balances per token (as GET /v1/balances), its last 20 transfers newest first (as GET
     /v1/transfers), the unresolved breaks touching it (as GET /v1/breaks), and its native gas balance at the
