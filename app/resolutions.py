@@ -111,6 +111,14 @@ async def manual_match(settings: Settings, engine: AsyncEngine, *, transfer_ids:
             raise BadRequest(field, "an item appears twice")
     now = datetime.now(UTC)
     async with feed.transaction(engine) as conn:
+        if break_id is not None:  # checked before anything is written
+            resolved = await _open_break(conn, break_id)
+            if resolved["status"] != "open":
+                raise Conflict(f"break {break_id} is {resolved['status']}")
+            named = set(repo.json.loads(resolved["transfer_ids"])) & set(transfer_ids) or \
+                {tuple(k) for k in repo.json.loads(resolved["record_keys"])} & {tuple(k) for k in record_keys}
+            if not named:
+                raise BadRequest("break_id", f"break {break_id} names none of these transfers or records")
         transfers = await repo.transfers_by_id(conn, list(transfer_ids))
         records = await records_repo.current_by_key(conn, [tuple(k) for k in record_keys])  # type: ignore[misc]
         used_t = await repo.matched_transfer_ids(conn, list(transfer_ids))

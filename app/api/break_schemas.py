@@ -55,10 +55,6 @@ class BreakCore(BaseModel):
     facts: dict[str, Any] = Field(description="what the reconciler compared (depends on the type)")
 
 
-class BreakToken(TokenRef):
-    address: str | None = Field(description="null (with symbol and decimals) if the break names no token")
-
-
 BREAK_EXAMPLE = {
     "id": 17, "type": "unmatched_transfer", "status": "open", "severity": "medium", "token": TOKEN_EXAMPLE,
     "amount": "1250.5", "amount_base_units": "1250500000", "since": "2026-11-26T09:14:03Z", "age_seconds": 93600,
@@ -69,7 +65,7 @@ BREAK_EXAMPLE = {
 
 class BreakOut(BreakCore):
     severity: Severity
-    token: BreakToken
+    token: TokenRef | None = Field(description="null if the break names no token (e.g. an ambiguous group)")
     since: datetime = Field(description="the oldest item's time: the break's age counts from it")
     age_seconds: int
     due_at: datetime | None = Field(description="the SLA's due time")

@@ -57,7 +57,7 @@ class ReopenIn(BaseModel):
 class MatchIn(BaseModel):
     transfer_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(min_length=1, max_length=50)
     record_keys: list[RecordKey] = Field(min_length=1, max_length=50)
-    break_id: int | None = Field(None, ge=1, description="the break this match resolves, if any")
+    break_id: int | None = Field(None, ge=1, le=2**63 - 1, description="the break this match resolves, if any")
     model_config = examples({"transfer_ids": [1042], "record_keys": [RECORD_KEY_EXAMPLE], "break_id": 17})
 
 
@@ -65,8 +65,8 @@ def break_out(settings: Any, b: dict, now: datetime) -> dict[str, Any]:
     token = next((t for t in settings.tokens if t.address == b["token"]), None)
     since = b["since"] or b["opened_at"]
     return {"id": b["id"], "type": b["type"], "status": b["status"], "severity": b["severity"],
-            "token": {"address": b["token"], "symbol": token.symbol if token else None,
-                      "decimals": token.decimals if token else None},
+            "token": None if b["token"] is None else {"address": b["token"], "symbol": token.symbol if token else None,
+                                                      "decimals": token.decimals if token else None},
             "amount": format_units(b["amount"], token.decimals) if token and b["amount"] is not None else None,
             "amount_base_units": str(b["amount"]) if b["amount"] is not None else None,
             "since": since, "age_seconds": int((now - since).total_seconds()), "due_at": b["due_at"],

@@ -43,7 +43,9 @@ async def read_feed(
         rows, next_after = await feed.page(conn, after=after, limit=limit, types=wanted)
     render = _Renderer(request.app.state.settings)
     events = [render.event(r) for r in rows]
-    return Response(orjson.dumps({"events": events, "next_after": next_after}), media_type="application/json")
+    # UTC as `Z`, as the rest of the API writes it
+    return Response(orjson.dumps({"events": events, "next_after": next_after}, option=orjson.OPT_UTC_Z),
+                    media_type="application/json")
 
 
 def _types(value: str | None) -> list[str] | None:

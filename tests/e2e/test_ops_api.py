@@ -201,3 +201,29 @@ async def test_a_manual_match_naming_an_item_twice_is_refused_and_nothing_is_wri
     assert keys_twice.status_code == 400 and keys_twice.json()["errors"][0]["field"] == "record_keys"
     async with engine.connect() as conn:
         assert await recon_repo.active_matches(conn) == []
+
+
+async def test_a_manual_match_resolves_only_an_open_break_that_names_its_items(
+    engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    settings = _settings(tmp_path, database_url)
+    async with engine.begin() as conn:
+        await conn.execute(Transfer.__table__.insert(), [_transfer(1, 5_000_000), _transfer(2, 70_000)])
+        await conn.execute(Record.__table__.insert(), [_record("late-1", 5_000_000, WHEN + timedelta(days=2))])
+    await reconcile_once(settings, engine, now=WHEN + timedelta(days=4))
+    app = create_app(settings, engine=engine)
+    pair = {"transfer_ids": [1], "record_keys": [{"source": "core", "external_id": "late-1"}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                 headers=await bearer(engine, "ops")) as client:
+        breaks = {tuple(b["transfer_ids"]): b["id"] for b in (await client.get("/v1/breaks")).json()["items"]}
+        unrelated = await client.post("/v1/matches", json={**pair, "break_id": breaks[(2,)]})
+        missing = await client.post("/v1/matches", json={**pair, "break_id": 999})
+        spam = await client.post(f"/v1/breaks/{breaks[(2,)]}/resolve", json={"reason": "spam", "note": "dust"})
+        closed = await client.post("/v1/matches", json={**pair, "break_id": breaks[(2,)]})
+        async with engine.connect() as conn:
+            assert await recon_repo.active_matches(conn) == []  # nothing written by the refused ones
+        made = await client.post("/v1/matches", json={**pair, "break_id": breaks[(1,)]})
+    assert unrelated.status_code == 400 and unrelated.json()["errors"][0]["field"] == "break_id"
+    assert missing.status_code == 404 and spam.status_code == 200
+    assert closed.status_code == 409
+    assert made.status_code == 201, made.text
