@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.persistence.tables import BalanceCheck, OpeningBalance, Transfer
@@ -97,9 +97,10 @@ async def flows_by_state(conn: AsyncConnection, chain_id: int, token: str, first
         total = func.sum(T.c.amount) if pg else func.group_concat(T.c.amount)
         for i in range(0, len(group), 1000):
             chunk = group[i:i + 1000]
-            for column, incoming in ((T.c.recipient, True), (T.c.sender, False)):
-                stmt = select(column, T.c.state, total).where(*where, column.in_(chunk)).group_by(column, T.c.state)
-                for address, state, amounts in await conn.execute(stmt):
-                    amount = int(amounts) if pg else sum(int(x) for x in str(amounts).split(","))
-                    out[address].append((state, incoming, amount))
+            sides = [select(column.label("wallet"), T.c.state, literal(incoming).label("incoming"),
+                            total.label("total")).where(*where, column.in_(chunk)).group_by(column, T.c.state)
+                     for column, incoming in ((T.c.recipient, True), (T.c.sender, False))]
+            for address, state, incoming, amounts in await conn.execute(union_all(*sides)):  # one round trip
+                amount = int(amounts) if pg else sum(int(x) for x in str(amounts).split(","))
+                out[address].append((state, bool(incoming), amount))
     return dict(out)
