@@ -120,6 +120,10 @@ async def flush(conn: AsyncConnection) -> int:
         await conn.execute(insert(FE), rows)
     if base != first:
         await conn.execute(update(FH).where(FH.c.id == 1).values(seq=base))
+        if conn.dialect.name == "postgresql":
+            # Readers see events as soon as they commit: a commit that a crash could still lose (the indexer's
+            # batches turn synchronous commit off) would let a reader pass numbers that are then handed out again.
+            await conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
     return base - first
 
 

@@ -106,7 +106,8 @@ class SqlWatcherStore:
             if conn.dialect.name == "postgresql":
                 # The batch and its cursor commit together, and re-indexing is idempotent: a server crash can
                 # only lose whole recent batches, which the next run indexes again. So don't wait for the WAL
-                # flush (this is not the business ledger; matches and resolutions keep synchronous commits).
+                # flush (this is not the business ledger; matches and resolutions keep synchronous commits),
+                # unless the batch announces transfers to the feed: then the feed's flush turns it back on.
                 await conn.execute(text("SET LOCAL synchronous_commit = off"))
             inserted = await insert_transfers(conn, transfers, marks, now)
             if transfers:
