@@ -211,6 +211,10 @@ def banner(base: str, config: Path, db: Path, chains: Sequence[DemoChain], traff
         f"  curl -s -H \"Authorization: Bearer $SETTLE_KEY\" {base}/v1/chains",
         f"  curl -s -H \"Authorization: Bearer $SETTLE_KEY\" '{base}/v1/transfers?chain=devnet-a&limit=5'",
         f"  curl -s -H \"Authorization: Bearer $SETTLE_KEY\" '{base}/v1/transfers?state=seen'    # not yet confirmed",
+        f"  curl -s -H \"Authorization: Bearer $SETTLE_KEY\" {base}/v1/balances             # treasury",
+        f"  curl -s -H \"Authorization: Bearer $SETTLE_KEY\" {base}/v1/transfers/unmatched  # the ops queue",
+        f"  curl -s -H \"Authorization: Bearer $SETTLE_KEY\" '{base}/v1/feed?after=0&limit=20'  # the core-recon feed",
+        f"  curl -s -H \"Authorization: Bearer $SETTLE_KEY\" {base}/v1/wallets              # the registry",
         f"  open {base}/docs    (Authorize with the key)",
         f"  {settle if settle.exists() else 'settle'} -c {config} chains", "Press Ctrl-C to stop.", ""])
 
