@@ -8,14 +8,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.record_schemas import RECORD_CORE_EXAMPLE, RecordCore
+from app.api.record_schemas import RECORD_EXAMPLE, RecordOut
 from app.api.schemas import (
     RECORD_CANDIDATE_EXAMPLE,
     TOKEN_EXAMPLE,
-    TRANSFER_AT_EXAMPLE,
+    TRANSFER_EXAMPLE,
     RecordCandidate,
     RecordKey,
     TokenRef,
+    TransferOut,
     examples,
 )
 from app.settlement.model import BreakType
@@ -91,24 +92,22 @@ class TransferCandidate(BaseModel):
     hours_from_created_at: float = Field(description="the transfer's time minus the record's, in hours")
 
 
-class BreakTransfer(BaseModel):
-    id: int
-    token: str = Field(description="the token contract (checksummed)")
-    sender: str
-    recipient: str
-    amount_base_units: str
-    tx_hash: str
-    log_index: int
-    block_hash: str
-    block_time: datetime | None
-    state: str = Field(description="seen | confirmed | finalized | orphaned")
+BREAK_TRANSFER_EXAMPLE = {**TRANSFER_EXAMPLE, "recon_status": "unmatched", "candidates": [RECORD_CANDIDATE_EXAMPLE]}
+BREAK_RECORD_EXAMPLE = {**RECORD_EXAMPLE, "candidates": []}
+
+
+class BreakTransfer(TransferOut):
+    """A transfer of the break, as GET /v1/transfers/{id} shows it, with suggested records."""
+
     candidates: list[RecordCandidate] = Field(description="up to 3 suggested records")
+    model_config = examples(BREAK_TRANSFER_EXAMPLE)
 
 
-class BreakRecord(RecordCore):
-    ingested_at: datetime
-    amount_base_units: str
+class BreakRecord(RecordOut):
+    """A record of the break, as GET /v1/records shows it (current version), with suggested transfers."""
+
     candidates: list[TransferCandidate] = Field(description="up to 3 suggested transfers")
+    model_config = examples(BREAK_RECORD_EXAMPLE)
 
 
 class BreakEvent(BaseModel):
@@ -124,11 +123,7 @@ class BreakDetail(BreakOut):
     history: list[BreakEvent] = Field(description="oldest first")
     model_config = examples({
         **BREAK_EXAMPLE,
-        "transfers": [{**{k: TRANSFER_AT_EXAMPLE[k] for k in (
-            "id", "sender", "recipient", "amount_base_units", "tx_hash", "log_index", "block_hash", "block_time",
-            "state")}, "token": TOKEN_EXAMPLE["address"], "candidates": [RECORD_CANDIDATE_EXAMPLE]}],
-        "records": [{**RECORD_CORE_EXAMPLE, "ingested_at": "2026-11-27T09:15:02Z",
-                     "amount_base_units": "1250500000", "candidates": []}],
+        "transfers": [BREAK_TRANSFER_EXAMPLE], "records": [BREAK_RECORD_EXAMPLE],
         "history": [{"action": "opened", "actor": "reconciler", "at": "2026-11-26T10:14:05Z", "detail": None}]})
 
 

@@ -25,6 +25,8 @@ from app.api.break_schemas import (
 )
 from app.api.limits import TOO_LARGE
 from app.api.problems import problem_response
+from app.api.records_routes import record_out
+from app.api.routes import transfer_out
 from app.api.schemas import RECORD_KEY_EXAMPLE, RecordKey, documented, examples
 from app.errors import NotFound
 from app.persistence import audit, recon_repo, records_repo, transfers_repo
@@ -113,6 +115,7 @@ async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
         if b is None:
             raise NotFound(f"break {break_id} not found")
         transfers = await transfers_repo.transfers_full(conn, json.loads(b["transfer_ids"]))
+        statuses = await transfers_repo.recon_statuses(conn, [t["id"] for t in transfers])
         records = await records_repo.current_by_key(conn, [tuple(k) for k in json.loads(b["record_keys"])])
         history = await recon_repo.break_events(conn, break_id)
         wallets = sorted({(t["chain_id"], our_side(t, ours)) for t in transfers}
@@ -123,18 +126,12 @@ async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
     free_r = [r for r in free_r if (r["source"], r["external_id"]) not in own_r]
     free_t = [t for t in free_t if t["id"] not in own_t]
     return {**break_out(settings, b, now),
-            "transfers": [{**_full_transfer(t), "candidates": records_for(t, free_r, ours)} for t in transfers],
-            "records": [{**{k: v for k, v in r.items() if k not in ("id", "amount")},
-                         "amount_base_units": str(r["amount"]), "candidates": transfers_for(r, free_t)}
+            "transfers": [{**transfer_out(settings, t, statuses[t["id"]]).model_dump(),
+                           "candidates": records_for(t, free_r, ours)} for t in transfers],
+            "records": [{**record_out(settings, r), "candidates": transfers_for(r, free_t)}
                         for _, r in sorted(records.items())],
             "history": [{"action": e["action"], "actor": e["actor"], "at": e["at"],
                          "detail": json.loads(e["detail"]) if e["detail"] else None} for e in history]}
-
-
-def _full_transfer(row: dict) -> dict[str, Any]:
-    return {"id": row["id"], "token": row["token"], "sender": row["sender"], "recipient": row["recipient"],
-            "amount_base_units": str(row["amount"]), "tx_hash": row["tx_hash"], "log_index": row["log_index"],
-            "block_hash": row["block_hash"], "block_time": row["block_time"], "state": row["state"]}
 
 
 @router.post("/breaks/{break_id}/resolve", **documented(

@@ -43,7 +43,8 @@ async def post_records(
     return JSONResponse(counts, status_code=201 if counts["created"] or counts["updated"] else 200)
 
 
-def _out(settings: Any, r: dict) -> dict[str, Any]:
+def record_out(settings: Any, r: dict) -> dict[str, Any]:
+    """A record's current version as every view shows it (amount in token units and in base units)."""
     token = next((t for t in settings.tokens if t.address == r["token"]), None)
     return {**{k: v for k, v in r.items() if k not in ("id", "amount")},
             "amount": format_units(r["amount"], token.decimals) if token else None,
@@ -56,7 +57,7 @@ async def list_records(request: Request, status: Annotated[RecordStatus | None, 
     """Every record's current version in ingest order, optionally only those with `status`."""
     async with request.app.state.engine.connect() as conn:
         rows = await records_repo.all_current(conn, status.value if status else None)
-    return [_out(request.app.state.settings, r) for r in rows]
+    return [record_out(request.app.state.settings, r) for r in rows]
 
 
 @router.get("/records/{source}/{external_id}", dependencies=[Depends(require(Scope.OPS, Scope.INGEST))],
@@ -69,6 +70,6 @@ async def get_record(request: Request, source: str, external_id: str) -> dict:
         versions = await records_repo.versions(conn, source, external_id)
     if not current:
         raise NotFound(f"record {source}/{external_id} not found")
-    return {**_out(request.app.state.settings, current[(source, external_id)]),
+    return {**record_out(request.app.state.settings, current[(source, external_id)]),
             "versions": [{"version": v["version"], "actor": v["actor"], "ingested_at": v["ingested_at"],
                           "body": json.loads(v["body"])} for v in versions]}

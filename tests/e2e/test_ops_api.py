@@ -68,6 +68,12 @@ async def test_ops_work_the_queue_through_the_api(engine: AsyncEngine, database_
         assert [(c["id"], c["amount_difference_base_units"]) for c in suggested] == [(1, "0"), (2, "-4930000")]
         stray_detail = (await client.get(f"/v1/breaks/{stray['id']}", headers=alice)).json()
         assert [c["external_id"] for c in stray_detail["transfers"][0]["candidates"]] == ["late-1"]
+        # the break's items read as everywhere else: the transfer as /v1/transfers/{id}, the record as /v1/records
+        item = stray_detail["transfers"][0]
+        assert {k: v for k, v in item.items() if k != "candidates"} == (await client.get(
+            "/v1/transfers/2", headers=alice)).json()
+        assert item["token"]["symbol"] == "USDC" and item["amount"] == "0.07" and item["recon_status"] == "unmatched"
+        assert missing["records"][0]["amount"] == "5" and missing["records"][0]["amount_base_units"] == "5000000"
 
         unmatched = kinds[("unmatched_transfer", (1,), ())]
         made = await client.post("/v1/matches", headers=alice, json={
