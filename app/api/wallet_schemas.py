@@ -37,7 +37,8 @@ class WalletOut(BaseModel):
 
 class WalletList(BaseModel):
     items: list[WalletOut]
-    model_config = examples({"items": [WALLET_EXAMPLE]})
+    next_after: int | None = Field(None, description="pass as `after` for the next page; null on the last page")
+    model_config = examples({"items": [WALLET_EXAMPLE], "next_after": None})
 
 
 GAS_EXAMPLE = {"amount": "0.0421", "amount_base_units": "42100000000000000", "block": "latest", "error": None}

@@ -74,13 +74,19 @@ async def list_wallets(
     request: Request,
     chain: Annotated[str | None, Query(description="chain name")] = None,
     active: Annotated[bool | None, Query(description="only active (true) or inactive (false) wallets")] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="the last id of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> WalletList:
-    """Every registered wallet in id order: from the configuration (`source: config`) and the API."""
+    """Registered wallets in id order: from the configuration (`source: config`) and the API; `next_after` pages
+    on (null on the last page)."""
     settings = request.app.state.settings
     chain_id = params.chain_id(settings, chain)
     book = await wallet_book(settings, request.app.state.engine)
-    return WalletList(items=[wallet_out(settings, w) for w in book.all()
-                             if chain_id in (None, w.chain_id) and active in (None, w.active)])
+    chosen = [w for w in book.all() if chain_id in (None, w.chain_id) and active in (None, w.active)
+              and (after is None or w.id > after)]
+    page = sorted(chosen, key=lambda w: w.id)[:limit]
+    return WalletList(items=[wallet_out(settings, w) for w in page],
+                      next_after=page[-1].id if len(page) == limit and len(chosen) > limit else None)
 
 
 @router.post("/wallets", status_code=201, response_model=WalletOut,

@@ -90,6 +90,11 @@ async def test_config_wallets_are_seeded_then_wallets_are_registered_changed_and
     # A restart with a changed file: the registry keeps what the API set; nothing is seeded twice.
     async with _client(_settings(tmp_path, database_url, label="from the file"), engine) as client:
         again = (await client.get("/v1/wallets", headers=treasury)).json()["items"]
+        first = (await client.get("/v1/wallets", headers=treasury, params={"limit": 1})).json()
+        second = (await client.get("/v1/wallets", headers=treasury,
+                                   params={"limit": 1, "after": first["next_after"]})).json()
+    assert [w["id"] for w in first["items"] + second["items"]] == [dep_id, new_id]
+    assert first["next_after"] == dep_id and second["next_after"] is None  # one page each, then the end
     assert [(w["id"], w["label"], w["segregation"]) for w in again] == [(dep_id, "renamed", "house"),
                                                                         (new_id, "retired deposit", "customer")]
     assert len(await _audit(engine)) == 4
