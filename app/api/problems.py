@@ -71,10 +71,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path")), "reason": e["msg"]}
-            for e in exc.errors()
-        ]
+        errors = [{"field": _field(e["loc"]), "reason": e["msg"]} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
         return problem(422, "Invalid request", detail, errors=errors)
 
@@ -82,3 +79,10 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), str(exc.detail))
 
+
+def _field(loc: tuple) -> str:  # type: ignore[type-arg]
+    """`("body", "items", 0)` -> `items.0`; the whole body or parameter set at fault -> `body` (or `query`...)."""
+    where, *rest = loc or ("body",)
+    if where not in ("body", "query", "path", "header", "cookie"):
+        return ".".join(str(p) for p in loc)
+    return ".".join(str(p) for p in rest) or str(where)
