@@ -7,7 +7,6 @@ fails at start with a `ConfigError` whose message names each bad key (e.g. `toke
 from __future__ import annotations
 
 import tomllib
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -193,24 +192,11 @@ class Settings(BaseSettings):
         return [t for t in self.tokens if t.chain == chain.name]
 
     def wallets_on(self, chain: ChainConfig) -> list[Wallet]:
-        """The company's wallets on `chain` (a fresh list; built once per Settings: thousands of deposit
-        addresses would otherwise cost every API request and reconciler pass)."""
-        return list(self._wallets_by_chain.get(chain.name, ()))
-
-    def our_wallets(self) -> frozenset[tuple[int, str]]:
-        """(chain id, address) of every company wallet on every chain."""
-        return self._our_wallets
-
-    @cached_property
-    def _wallets_by_chain(self) -> dict[str, tuple[Wallet, ...]]:
-        return {chain.name: tuple(
-            Wallet(chain_id=chain.chain_id, address=Address(w.address), label=w.label, kind=w.kind,
-                   segregation=w.segregation, start_block=w.start_block)
-            for w in self.wallets if w.chain in (ALL_CHAINS, chain.name)) for chain in self.chains}
-
-    @cached_property
-    def _our_wallets(self) -> frozenset[tuple[int, str]]:
-        return frozenset((w.chain_id, w.address) for ws in self._wallets_by_chain.values() for w in ws)
+        """The configuration's wallets on `chain`: what the wallet registry is seeded with
+        (`app.wallet_book`, which the rest of the app reads)."""
+        return [Wallet(chain_id=chain.chain_id, address=Address(w.address), label=w.label, kind=w.kind,
+                       segregation=w.segregation, start_block=w.start_block)
+                for w in self.wallets if w.chain in (ALL_CHAINS, chain.name)]
 
 
 def _check_unique(section: str, values: list[str], key: str) -> None:
