@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.api.schemas import token_ref
 from app.persistence import balances_repo
 from app.settings import ChainConfig, Settings, TokenConfig
 from app.settlement.amounts import format_units
@@ -80,7 +81,7 @@ def line_out(line: BalanceLine) -> dict[str, Any]:
     return {
         "chain": line.chain.name, "wallet": w.address, "wallet_id": w.id, "label": w.label, "kind": w.kind,
         "segregation": w.segregation, "active": w.active,
-        "token": {"address": t.address, "symbol": t.symbol, "decimals": t.decimals},
+        "token": token_ref(t.address, t),
         "opening": None if opening is None else {"block_number": opening[0], **amount_out(opening[1], t.decimals)},
         "finalized": amount_out(view.finalized, t.decimals),
         "confirmed": amount_out(view.confirmed, t.decimals),

@@ -103,7 +103,8 @@ def _sized(settings: Settings, b: dict, transfers: dict[int, dict], records: dic
              sum(records[tuple(k)]["amount"] for k in b["record_keys"] if tuple(k) in records)]
     token = next((transfers[i]["token"] for i in b["transfer_ids"] if i in transfers), None) or next(
         (records[tuple(k)]["token"] for k in b["record_keys"] if tuple(k) in records), None)
-    decimals = next((t.decimals for t in settings.tokens if t.address == token), 0)
+    configured = settings.token_by_address(token) if token else None
+    decimals = configured.decimals if configured else 0
     times = [transfers[i]["block_time"] for i in b["transfer_ids"] if i in transfers and transfers[i]["block_time"]]
     times += [records[tuple(k)]["created_at"] for k in b["record_keys"] if tuple(k) in records]
     since = min(times, default=now)

@@ -7,6 +7,7 @@ fails at start with a `ConfigError` whose message names each bad key (e.g. `toke
 from __future__ import annotations
 
 import tomllib
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -190,6 +191,33 @@ class Settings(BaseSettings):
 
     def tokens_on(self, chain: ChainConfig) -> list[TokenConfig]:
         return [t for t in self.tokens if t.chain == chain.name]
+
+    def chain_by_id(self, chain_id: int) -> ChainConfig | None:
+        return self._chains_by_id.get(chain_id)
+
+    def token_at(self, chain_id: int, address: str) -> TokenConfig | None:
+        """The token configured at this (checksummed) address on this chain."""
+        return self._tokens_by_chain_address.get((chain_id, address))
+
+    def token_by_address(self, address: str) -> TokenConfig | None:
+        """The first token configured at this address on any chain, for rows that name no chain (breaks)."""
+        return self._tokens_by_address.get(address)
+
+    @cached_property
+    def _chains_by_id(self) -> dict[int, ChainConfig]:
+        return {c.chain_id: c for c in self.chains}
+
+    @cached_property
+    def _tokens_by_chain_address(self) -> dict[tuple[int, str], TokenConfig]:
+        ids = {c.name: c.chain_id for c in self.chains}
+        return {(ids[t.chain], t.address): t for t in self.tokens}
+
+    @cached_property
+    def _tokens_by_address(self) -> dict[str, TokenConfig]:
+        first: dict[str, TokenConfig] = {}
+        for t in self.tokens:
+            first.setdefault(t.address, t)
+        return first
 
     def wallets_on(self, chain: ChainConfig) -> list[Wallet]:
         """The configuration's wallets on `chain`: what the wallet registry is seeded with

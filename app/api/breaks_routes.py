@@ -27,7 +27,7 @@ from app.api.limits import TOO_LARGE
 from app.api.problems import problem_response
 from app.api.records_routes import record_out
 from app.api.routes import transfer_out
-from app.api.schemas import RECORD_KEY_EXAMPLE, RecordKey, documented, examples
+from app.api.schemas import RECORD_KEY_EXAMPLE, RecordKey, documented, examples, record_keys_out, token_ref
 from app.errors import NotFound
 from app.persistence import audit, recon_repo, records_repo, transfers_repo
 from app.resolutions import ReasonCode, approve, classify, manual_match, reopen, unmatch
@@ -64,11 +64,10 @@ class MatchIn(BaseModel):
 
 
 def break_out(settings: Any, b: dict, now: datetime) -> dict[str, Any]:
-    token = next((t for t in settings.tokens if t.address == b["token"]), None)
+    token = settings.token_by_address(b["token"]) if b["token"] is not None else None
     since = b["since"] or b["opened_at"]
     return {"id": b["id"], "type": b["type"], "status": b["status"], "severity": b["severity"],
-            "token": None if b["token"] is None else {"address": b["token"], "symbol": token.symbol if token else None,
-                                                      "decimals": token.decimals if token else None},
+            "token": None if b["token"] is None else token_ref(b["token"], token),
             "amount": format_units(b["amount"], token.decimals) if token and b["amount"] is not None else None,
             "amount_base_units": str(b["amount"]) if b["amount"] is not None else None,
             "since": since, "age_seconds": int((now - since).total_seconds()), "due_at": b["due_at"],
@@ -76,7 +75,7 @@ def break_out(settings: Any, b: dict, now: datetime) -> dict[str, Any]:
             "opened_at": b["opened_at"], "resolved_at": b["resolved_at"],
             "resolution": json.loads(b["resolution"]) if b["resolution"] else None,
             "transfer_ids": json.loads(b["transfer_ids"]),
-            "record_keys": [{"source": s, "external_id": e} for s, e in json.loads(b["record_keys"])],
+            "record_keys": record_keys_out(b["record_keys"]),
             "facts": json.loads(b["facts"])}
 
 

@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from app.access import Scope
 from app.api.auth import AUTH, PROBLEMS, require
 from app.api.feed_schemas import FeedPage
+from app.api.schemas import record_keys_out, token_ref
 from app.errors import BadRequest
 from app.persistence import feed
 from app.persistence.feed import COLUMNS as C
@@ -62,10 +63,7 @@ class _Renderer:
     """Objects as they were at each event, from the event's own columns and the entity's unchanging ones."""
 
     def __init__(self, settings: Settings) -> None:
-        names = {c.chain_id: c.name for c in settings.chains}
-        self.chains = names
-        self.tokens = {(c.chain_id, t.address): t for c in settings.chains for t in settings.tokens_on(c)}
-        self.by_address = {address: t for (_, address), t in self.tokens.items()}
+        self.settings = settings
         self._render = {"transfer": self.transfer, "record": self.record, "match": self.match, "break": self.break_}
 
     def event(self, r: Any) -> dict[str, Any]:
@@ -74,9 +72,9 @@ class _Renderer:
                 "recorded_at": r[C.recorded_at], "object": self._render[type_.split(".", 1)[0]](r)}
 
     def _token(self, chain_id: int | None, address: str) -> dict[str, Any]:
-        token = self.tokens.get((chain_id, address)) if chain_id is not None else self.by_address.get(address)
-        return {"address": address, "symbol": token.symbol if token else None,
-                "decimals": token.decimals if token else None}
+        settings = self.settings
+        return token_ref(address, settings.token_at(chain_id, address) if chain_id is not None
+                         else settings.token_by_address(address))
 
     def _amount(self, token: dict[str, Any], base_units: int | str) -> dict[str, Any]:
         decimals = token["decimals"]
@@ -86,7 +84,8 @@ class _Renderer:
     def transfer(self, r: Any) -> dict[str, Any]:
         """The transfer in the block the event names; an orphaning names the block it left (time unknown)."""
         token = self._token(r[C.t_chain_id], r[C.t_token])
-        return {"id": r[C.entity_id], "chain": self.chains.get(r[C.t_chain_id], str(r[C.t_chain_id])),
+        chain = self.settings.chain_by_id(r[C.t_chain_id])
+        return {"id": r[C.entity_id], "chain": chain.name if chain else str(r[C.t_chain_id]),
                 "chain_id": r[C.t_chain_id], "token": token, "sender": r[C.t_sender],
                 "recipient": r[C.t_recipient],
                 **self._amount(token, r[C.t_amount]), "tx_hash": r[C.t_tx_hash], "log_index": r[C.t_log_index],
@@ -103,7 +102,7 @@ class _Renderer:
         removed = r[C.type] == "match.removed"
         return {"id": r[C.entity_id], "rule": r[C.m_rule], "rule_version": r[C.m_rule_version],
                 "transfer_ids": orjson.loads(r[C.m_transfer_ids]),
-                "record_keys": [{"source": s, "external_id": e} for s, e in orjson.loads(r[C.m_record_keys])],
+                "record_keys": record_keys_out(r[C.m_record_keys]),
                 "created_at": r[C.m_created_at], "created_by": r[C.m_created_by],
                 "removed_at": r[C.m_removed_at] if removed else None,
                 "removed_by": r[C.m_removed_by] if removed else None,
@@ -119,5 +118,5 @@ class _Renderer:
                 "resolved_at": r[C.occurred_at] if resolved else None,
                 "resolution": orjson.loads(r[C.detail]) if resolved and r[C.detail] else None,
                 "transfer_ids": orjson.loads(r[C.b_transfer_ids]),
-                "record_keys": [{"source": s, "external_id": e} for s, e in orjson.loads(r[C.b_record_keys])],
+                "record_keys": record_keys_out(r[C.b_record_keys]),
                 "facts": orjson.loads(r[C.b_facts])}

@@ -45,7 +45,7 @@ async def post_records(
 
 def record_out(settings: Any, r: dict) -> dict[str, Any]:
     """A record's current version as every view shows it (amount in token units and in base units)."""
-    token = next((t for t in settings.tokens if t.address == r["token"]), None)
+    token = settings.token_by_address(r["token"])
     return {**{k: v for k, v in r.items() if k not in ("id", "amount")},
             "amount": format_units(r["amount"], token.decimals) if token else None,
             "amount_base_units": str(r["amount"])}

@@ -16,7 +16,7 @@ from app.access import Scope
 from app.api import params
 from app.api.auth import AUTH, PROBLEMS, require
 from app.api.problems import problem_response
-from app.api.schemas import ChainOut, HealthOut, TransferOut, TransferPage, UnmatchedPage, documented
+from app.api.schemas import ChainOut, HealthOut, TransferOut, TransferPage, UnmatchedPage, documented, token_ref
 from app.errors import BadRequest, NotFound
 from app.persistence import recon_repo
 from app.persistence import transfers_repo as repo
@@ -204,12 +204,12 @@ class Direction(StrEnum):
 
 
 def transfer_out(settings: Settings, r: dict, recon_status: str | None = None) -> TransferOut:
-    chain = next((c for c in settings.chains if c.chain_id == r["chain_id"]), None)
-    token = next((t for t in settings.tokens if chain and t.chain == chain.name and t.address == r["token"]), None)
+    chain = settings.chain_by_id(r["chain_id"])
+    token = settings.token_at(r["chain_id"], r["token"])
     decimals = token.decimals if token else None
     return TransferOut(
         id=r["id"], chain=chain.name if chain else str(r["chain_id"]), chain_id=r["chain_id"],
-        token={"address": r["token"], "symbol": token.symbol if token else None, "decimals": decimals},  # type: ignore[arg-type]
+        token=token_ref(r["token"], token),  # type: ignore[arg-type]
         sender=r["sender"], recipient=r["recipient"],
         amount=format_units(r["amount"], decimals) if decimals is not None else None,
         amount_base_units=str(r["amount"]), tx_hash=r["tx_hash"], log_index=r["log_index"],

@@ -9,8 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+import orjson
 from pydantic import BaseModel, Field, WithJsonSchema
 
+from app.settings import TokenConfig
 from app.settlement.amounts import format_units
 
 USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
@@ -44,6 +46,12 @@ class TokenRef(BaseModel):
     model_config = examples(TOKEN_EXAMPLE)
 
 
+def token_ref(address: str, token: TokenConfig | None) -> dict[str, Any]:
+    """A token as every view names it (symbol and decimals null if it is no longer configured)."""
+    return {"address": address, "symbol": token.symbol if token else None,
+            "decimals": token.decimals if token else None}
+
+
 class Amount(BaseModel):
     amount: str = Field(description="decimal string in token units", examples=["1250.5"])
     amount_base_units: str = Field(description="exact integer in base units, as a string", examples=["1250500000"])
@@ -60,6 +68,11 @@ class RecordKey(BaseModel):
     source: str = Field(min_length=1, max_length=200, description="the system the record comes from")
     external_id: str = Field(min_length=1, max_length=200, description="the record's id in that system")
     model_config = examples(RECORD_KEY_EXAMPLE)
+
+
+def record_keys_out(stored: str) -> list[dict[str, str]]:
+    """Record keys as stored (JSON `[[source, external_id], ...]`) as every view shows them."""
+    return [{"source": s, "external_id": e} for s, e in orjson.loads(stored)]
 
 
 TRANSFER_AT_EXAMPLE = {

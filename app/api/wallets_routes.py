@@ -63,10 +63,11 @@ class WalletPatch(BaseModel):
 
 
 def wallet_out(settings: Settings, w: RegisteredWallet) -> WalletOut:
-    chain = next((c.name for c in settings.chains if c.chain_id == w.chain_id), None)
-    return WalletOut(id=w.id, chain=chain, chain_id=w.chain_id, address=w.address, label=w.label, kind=w.kind,
-                     segregation=w.segregation, start_block=w.start_block, active=w.active, source=w.source,
-                     created_at=w.created_at, created_by=w.created_by, updated_at=w.updated_at)
+    chain = settings.chain_by_id(w.chain_id)
+    return WalletOut(id=w.id, chain=chain.name if chain else None, chain_id=w.chain_id, address=w.address,
+                     label=w.label, kind=w.kind, segregation=w.segregation, start_block=w.start_block,
+                     active=w.active, source=w.source, created_at=w.created_at, created_by=w.created_by,
+                     updated_at=w.updated_at)
 
 
 @router.get("/wallets", response_model=WalletList, dependencies=[READ], responses=AUTH)
