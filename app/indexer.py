@@ -65,9 +65,10 @@ class WatcherHandle:
 
 
 def wallet_specs(chain: ChainConfig, wallets: Sequence[RegisteredWallet]) -> list[WalletSpec]:
-    """What the watcher follows: the active wallets, from their own start block or the chain's."""
+    """What the watcher follows: these wallets (the active ones, `WalletBook.active_on`), from their own start
+    block or the chain's."""
     return [WalletSpec(w.address, w.start_block if w.start_block is not None else chain.start_block)
-            for w in wallets if w.active]
+            for w in wallets]
 
 
 def build_watcher(

@@ -92,6 +92,11 @@ class _Cached:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one seeding or reload at a time per engine
     seeded: list[Settings] = field(default_factory=list)  # the settings whose wallets this process seeded
 
+    def current(self, settings: Settings) -> WalletBook | None:
+        """The book, if these settings' wallets are seeded and it was checked less than FRESH_SECONDS ago."""
+        fresh = time.monotonic() - self.checked_at < FRESH_SECONDS
+        return self.book if fresh and any(s is settings for s in self.seeded) else None
+
 
 FRESH_SECONDS = 1.0
 """A book checked this recently is used without asking the database (API requests and watcher steps come many
@@ -106,19 +111,20 @@ async def wallet_book(settings: Settings, engine: AsyncEngine) -> WalletBook:
     small query unless the table changed. Opens its own connections: call it outside a write transaction (on
     SQLite a second writer would wait for the first)."""
     cached = _CACHE.setdefault(engine, _Cached())
-    seeded = any(s is settings for s in cached.seeded)
-    if seeded and cached.book is not None and time.monotonic() - cached.checked_at < FRESH_SECONDS:
-        return cached.book
+    if (book := cached.current(settings)) is not None:
+        return book
     async with cached.lock:  # concurrent first requests seed once and load once
+        if (book := cached.current(settings)) is not None:
+            return book
         if not any(s is settings for s in cached.seeded):
             await seed_config_wallets(engine, config_wallets(settings))
             cached.seeded.append(settings)
-        if cached.book is not None and time.monotonic() - cached.checked_at < FRESH_SECONDS:
-            return cached.book
         async with engine.connect() as conn:
-            if cached.book is None or cached.book.version != await repo.version(conn):
+            # read before the rows: a write in between leaves the book a version behind, so the next check
+            # reloads it, never the other way round
+            version = await repo.version(conn)
+            if cached.book is None or cached.book.version != version:
                 rows = await repo.all_wallets(conn)
-                version = (len(rows), sum(r["revision"] for r in rows))
                 cached.book = WalletBook((RegisteredWallet.from_row(r) for r in rows), version)
         cached.checked_at = time.monotonic()
         return cached.book

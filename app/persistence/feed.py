@@ -14,7 +14,6 @@ timestamp, a range of match ids): the events are written by one `INSERT ... SELE
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import SettleError
+from app.persistence.audit import canonical
 from app.persistence.tables import BreakRow, FeedEvent, FeedHead, MatchRow, RecordVersion, Transfer, TransferOrphaning
 from app.persistence.types import BigInt, UTCDateTime
 
@@ -57,8 +57,7 @@ def stage(conn: AsyncConnection, type_: str, entity_id: int, occurred_at: dateti
     """One event about one entity."""
     _staged(conn).append(("row", {"type": type_, "entity_id": entity_id, "occurred_at": occurred_at,
                                   "state": state, "block_number": None, "block_hash": None,
-                                  "detail": json.dumps(detail, sort_keys=True, default=str)
-                                  if detail is not None else None}))
+                                  "detail": canonical(detail)}))
 
 
 def stage_transfers(conn: AsyncConnection, chain_id: int, first_block: int, last_block: int, at: datetime) -> None:
