@@ -42,15 +42,21 @@ async def _open_break(conn: AsyncConnection, break_id: int) -> dict:
     return row
 
 
+async def _still_open(conn: AsyncConnection, break_id: int) -> dict:
+    """The break, which must be open: 404 if there is none, 409 if it is resolved or awaiting approval."""
+    row = await _open_break(conn, break_id)
+    if row["status"] != "open":
+        raise Conflict(f"break {break_id} is {row['status']}")
+    return row
+
+
 async def classify(engine: AsyncEngine, break_id: int, *, reason: ReasonCode, note: str, actor: str) -> dict:
     """Explain a break with a reason code and a note. A write-off waits for a second person's approval."""
     if not note.strip():
         raise BadRequest("note", "a note is required")
     now = datetime.now(UTC)
     async with feed.transaction(engine) as conn:
-        row = await _open_break(conn, break_id)
-        if row["status"] != "open":
-            raise Conflict(f"break {break_id} is {row['status']}")
+        row = await _still_open(conn, break_id)
         resolution = {"by": actor, "action": "classify", "reason": reason.value, "note": note}
         status = "awaiting_approval" if reason is ReasonCode.WRITE_OFF else "resolved"
         await repo.set_break_status(conn, break_id, status, at=now, resolution=resolution)
@@ -111,10 +117,8 @@ async def manual_match(settings: Settings, engine: AsyncEngine, *, transfer_ids:
             raise BadRequest(field, "an item appears twice")
     now = datetime.now(UTC)
     async with feed.transaction(engine) as conn:
-        if break_id is not None:  # checked before anything is written
-            resolved = await _open_break(conn, break_id)
-            if resolved["status"] != "open":
-                raise Conflict(f"break {break_id} is {resolved['status']}")
+        resolved = await _still_open(conn, break_id) if break_id is not None else None  # before any write
+        if resolved is not None:
             named = set(repo.json.loads(resolved["transfer_ids"])) & set(transfer_ids) or \
                 {tuple(k) for k in repo.json.loads(resolved["record_keys"])} & {tuple(k) for k in record_keys}
             if not named:
@@ -141,11 +145,11 @@ async def manual_match(settings: Settings, engine: AsyncEngine, *, transfer_ids:
                                         observed={t["id"]: t["block_hash"] for t in ts})
         await audit.append(conn, actor=actor, action="match.created", entity=f"match:{match_id}", at=now,
                            after={"rule": "manual", "transfers": sorted(transfer_ids), "records": sorted(record_keys)})
-        if break_id is not None:
-            await repo.set_break_status(conn, break_id, "resolved", at=now,
+        if resolved is not None:
+            await repo.set_break_status(conn, resolved["id"], "resolved", at=now,
                                         resolution={"by": actor, "action": "manual_match", "match_id": match_id})
-            await repo.add_event(conn, break_id, "matched", actor, now, {"match_id": match_id})
-            await _mark(conn, await _open_break(conn, break_id))
+            await repo.add_event(conn, resolved["id"], "matched", actor, now, {"match_id": match_id})
+            await _mark(conn, resolved)  # its items: the status changed, not the items
         await repo.mark_items(conn, transfer_ids=transfer_ids, record_keys=record_keys)
     return match_id
 
