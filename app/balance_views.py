@@ -9,10 +9,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.api.schemas import token_ref
+from app.api.schemas import amount_out, token_ref
 from app.persistence import balances_repo
 from app.settings import ChainConfig, Settings, TokenConfig
-from app.settlement.amounts import format_units
 from app.settlement.balances import BalanceView, Flows, roll_forward
 from app.wallet_book import RegisteredWallet, WalletBook
 
@@ -68,12 +67,6 @@ async def balance_lines(conn: AsyncConnection, settings: Settings, book: WalletB
                 lines.append(BalanceLine(c, w, t, opening, roll_forward(opening[1] if opening else None, flows),
                                          checks.get((c.chain_id, w.address, t.address))))
     return lines
-
-
-def amount_out(value: int | None, decimals: int) -> dict[str, str | None]:
-    """A decimal string in token units and the exact base units (both null for an unknown amount)."""
-    return {"amount": None if value is None else format_units(value, decimals),
-            "amount_base_units": None if value is None else str(value)}
 
 
 def line_out(line: BalanceLine) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from app.access import Scope
 from app.api import params
 from app.api.auth import AUTH, PROBLEMS, require
 from app.api.balance_schemas import Balances
-from app.api.schemas import documented
-from app.balance_views import BalanceQuery, amount_out, balance_lines, line_out
+from app.api.schemas import amount_out, documented
+from app.balance_views import BalanceQuery, balance_lines, line_out
 from app.errors import BadRequest
 from app.wallet_book import wallet_book
 

@@ -27,11 +27,18 @@ from app.api.limits import TOO_LARGE
 from app.api.problems import problem_response
 from app.api.records_routes import record_out
 from app.api.routes import transfer_out
-from app.api.schemas import RECORD_KEY_EXAMPLE, RecordKey, documented, examples, record_keys_out, token_ref
+from app.api.schemas import (
+    RECORD_KEY_EXAMPLE,
+    RecordKey,
+    amount_out,
+    documented,
+    examples,
+    record_keys_out,
+    token_ref,
+)
 from app.errors import NotFound
 from app.persistence import audit, recon_repo, records_repo, transfers_repo
 from app.resolutions import ReasonCode, approve, classify, manual_match, reopen, unmatch
-from app.settlement.amounts import format_units
 from app.settlement.model import BreakType
 from app.settlement.severity import Severity
 from app.suggestions import our_side, records_for, transfers_for
@@ -68,8 +75,7 @@ def break_out(settings: Any, b: dict, now: datetime) -> dict[str, Any]:
     since = b["since"] or b["opened_at"]
     return {"id": b["id"], "type": b["type"], "status": b["status"], "severity": b["severity"],
             "token": None if b["token"] is None else token_ref(b["token"], token),
-            "amount": format_units(b["amount"], token.decimals) if token and b["amount"] is not None else None,
-            "amount_base_units": str(b["amount"]) if b["amount"] is not None else None,
+            **amount_out(b["amount"], token.decimals if token else None),
             "since": since, "age_seconds": int((now - since).total_seconds()), "due_at": b["due_at"],
             "overdue": b["status"] != "resolved" and b["due_at"] is not None and now > b["due_at"],
             "opened_at": b["opened_at"], "resolved_at": b["resolved_at"],

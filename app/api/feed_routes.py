@@ -17,12 +17,11 @@ from fastapi.responses import Response
 from app.access import Scope
 from app.api.auth import AUTH, PROBLEMS, require
 from app.api.feed_schemas import FeedPage
-from app.api.schemas import record_keys_out, token_ref
+from app.api.schemas import amount_out, record_keys_out, token_ref
 from app.errors import BadRequest
 from app.persistence import feed
 from app.persistence.feed import COLUMNS as C
 from app.settings import Settings
-from app.settlement.amounts import format_units
 
 router = APIRouter(prefix="/v1", responses=PROBLEMS)
 
@@ -76,27 +75,22 @@ class _Renderer:
         return token_ref(address, settings.token_at(chain_id, address) if chain_id is not None
                          else settings.token_by_address(address))
 
-    def _amount(self, token: dict[str, Any], base_units: int | str) -> dict[str, Any]:
-        decimals = token["decimals"]
-        return {"amount": format_units(int(base_units), decimals) if decimals is not None else None,
-                "amount_base_units": str(base_units)}
-
     def transfer(self, r: Any) -> dict[str, Any]:
         """The transfer in the block the event names; an orphaning names the block it left (time unknown)."""
         token = self._token(r[C.t_chain_id], r[C.t_token])
         chain = self.settings.chain_by_id(r[C.t_chain_id])
         return {"id": r[C.entity_id], "chain": chain.name if chain else str(r[C.t_chain_id]),
                 "chain_id": r[C.t_chain_id], "token": token, "sender": r[C.t_sender],
-                "recipient": r[C.t_recipient],
-                **self._amount(token, r[C.t_amount]), "tx_hash": r[C.t_tx_hash], "log_index": r[C.t_log_index],
+                "recipient": r[C.t_recipient], **amount_out(r[C.t_amount], token["decimals"]),
+                "tx_hash": r[C.t_tx_hash], "log_index": r[C.t_log_index],
                 "block_number": r[C.block_number], "block_hash": r[C.block_hash],
                 "block_time": None if r[C.state] == "orphaned" else r[C.occurred_at], "state": r[C.state]}
 
     def record(self, r: Any) -> dict[str, Any]:
         body = orjson.loads(r[C.v_body])
         token = self._token(body["chain_id"], body["token"])
-        return {**body, "token": token, **self._amount(token, body["amount"]), "ingested_by": r[C.v_actor],
-                "ingested_at": r[C.v_ingested_at]}
+        return {**body, "token": token, **amount_out(int(body["amount"]), token["decimals"]),
+                "ingested_by": r[C.v_actor], "ingested_at": r[C.v_ingested_at]}
 
     def match(self, r: Any) -> dict[str, Any]:
         removed = r[C.type] == "match.removed"
@@ -111,8 +105,7 @@ class _Renderer:
     def break_(self, r: Any) -> dict[str, Any]:
         resolved = r[C.type] == "break.resolved"
         token = self._token(None, r[C.b_token]) if r[C.b_token] else None  # breaks name the token, not the chain
-        amount = self._amount(token, r[C.b_amount]) if token and r[C.b_amount] is not None else {
-            "amount": None, "amount_base_units": None}
+        amount = amount_out(r[C.b_amount] if token else None, token["decimals"] if token else None)
         return {"id": r[C.entity_id], "type": r[C.b_type], "status": r[C.state], "token": token, **amount,
                 "since": r[C.b_since], "opened_at": r[C.b_opened_at],
                 "resolved_at": r[C.occurred_at] if resolved else None,

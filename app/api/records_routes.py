@@ -12,11 +12,10 @@ from app.access import Principal, Scope
 from app.api.auth import AUTH, PROBLEMS, require
 from app.api.problems import problem_response
 from app.api.record_schemas import IngestCounts, RecordDetail, RecordOut
-from app.api.schemas import documented
+from app.api.schemas import amount_out, documented
 from app.errors import NotFound
 from app.persistence import records_repo
 from app.records import ingest
-from app.settlement.amounts import format_units
 from app.settlement.model import RecordStatus
 
 router = APIRouter(prefix="/v1", responses=PROBLEMS)
@@ -47,8 +46,7 @@ def record_out(settings: Any, r: dict) -> dict[str, Any]:
     """A record's current version as every view shows it (amount in token units and in base units)."""
     token = settings.token_by_address(r["token"])
     return {**{k: v for k, v in r.items() if k not in ("id", "amount")},
-            "amount": format_units(r["amount"], token.decimals) if token else None,
-            "amount_base_units": str(r["amount"])}
+            **amount_out(r["amount"], token.decimals if token else None)}
 
 
 @router.get("/records", dependencies=[Depends(require(Scope.OPS, Scope.INGEST))],

@@ -16,12 +16,20 @@ from app.access import Scope
 from app.api import params
 from app.api.auth import AUTH, PROBLEMS, require
 from app.api.problems import problem_response
-from app.api.schemas import ChainOut, HealthOut, TransferOut, TransferPage, UnmatchedPage, documented, token_ref
+from app.api.schemas import (
+    ChainOut,
+    HealthOut,
+    TransferOut,
+    TransferPage,
+    UnmatchedPage,
+    amount_out,
+    documented,
+    token_ref,
+)
 from app.errors import BadRequest, NotFound
 from app.persistence import recon_repo
 from app.persistence import transfers_repo as repo
 from app.settings import Settings
-from app.settlement.amounts import format_units
 from app.suggestions import our_side, records_for
 from app.wallet_book import wallet_book
 from chains.redaction import redact_url
@@ -211,8 +219,7 @@ def transfer_out(settings: Settings, r: dict, recon_status: str | None = None) -
         id=r["id"], chain=chain.name if chain else str(r["chain_id"]), chain_id=r["chain_id"],
         token=token_ref(r["token"], token),  # type: ignore[arg-type]
         sender=r["sender"], recipient=r["recipient"],
-        amount=format_units(r["amount"], decimals) if decimals is not None else None,
-        amount_base_units=str(r["amount"]), tx_hash=r["tx_hash"], log_index=r["log_index"],
+        **amount_out(r["amount"], decimals), tx_hash=r["tx_hash"], log_index=r["log_index"],
         block_number=r["block_number"], block_hash=r["block_hash"], block_time=r["block_time"],
         state=r["state"], seen_at=r["seen_at"], confirmed_at=r["confirmed_at"], finalized_at=r["finalized_at"],
         orphaned_at=r["orphaned_at"], recon_status=recon_status,

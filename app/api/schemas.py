@@ -46,6 +46,13 @@ class TokenRef(BaseModel):
     model_config = examples(TOKEN_EXAMPLE)
 
 
+def amount_out(value: int | None, decimals: int | None) -> dict[str, str | None]:
+    """An amount as every view shows it: a decimal string in token units (null when the amount or the token's
+    decimals are unknown) and the exact base units (null when the amount is)."""
+    return {"amount": None if value is None or decimals is None else format_units(value, decimals),
+            "amount_base_units": None if value is None else str(value)}
+
+
 def token_ref(address: str, token: TokenConfig | None) -> dict[str, Any]:
     """A token as every view names it (symbol and decimals null if it is no longer configured)."""
     return {"address": address, "symbol": token.symbol if token else None,

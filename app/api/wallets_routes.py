@@ -16,9 +16,9 @@ from app.api.breaks_routes import break_out
 from app.api.limits import TOO_LARGE
 from app.api.problems import problem_response
 from app.api.routes import transfer_out
-from app.api.schemas import documented
+from app.api.schemas import amount_out, documented
 from app.api.wallet_schemas import WALLET_EXAMPLE, GasOut, WalletList, WalletOut, WalletStatusOut
-from app.balance_views import BalanceQuery, amount_out, balance_lines, line_out
+from app.balance_views import BalanceQuery, balance_lines, line_out
 from app.errors import BadRequest, NotFound
 from app.persistence import recon_repo, transfers_repo
 from app.settings import Settings
