@@ -1,8 +1,9 @@
 """The reconciler service: feeds the pure matcher with what is still unexplained, persists its decisions, keeps
 breaks in step (opened, closed when explained), handles reorgs after a match, and audits everything.
 
-Idempotent: matched and classified items are not decided again, breaks are keyed by a fingerprint, and a break
-an operator resolved is not reopened by the machine. One transaction per pass.
+Idempotent: matched and classified items are not decided again, breaks are keyed by a fingerprint, a break
+an operator resolved is not reopened by the machine, and one an operator reopened is not resolved by it. An item
+is in at most one open break. One transaction per pass, locks in the order `app.persistence.lock_order` keeps.
 """
 
 from __future__ import annotations

@@ -162,10 +162,12 @@ async def approve_break(request: Request, break_id: BreakId,
 
 
 @router.post("/breaks/{break_id}/reopen", **documented(BreakStatusOut, "open again", errors={
-    **AUTH, **TOO_LARGE, 404: NO_BREAK, 409: problem_response("already open")}))
+    **AUTH, **TOO_LARGE, 404: NO_BREAK,
+    409: problem_response("already open, or an item of it is in another open break")}))
 async def reopen_break(request: Request, break_id: BreakId, body: ReopenIn,
                        caller: Annotated[Principal, OPS]) -> dict[str, Any]:
-    """Reopen a resolved break (or a write-off awaiting approval): the reconciler decides its items again."""
+    """Reopen a resolved break (or one awaiting approval): what its resolution did is undone (classifications
+    revoked, a manual match removed), the reconciler decides its items again, and only a person resolves it."""
     return await reopen(request.app.state.engine, break_id, reason=body.reason, actor=caller.name)
 
 

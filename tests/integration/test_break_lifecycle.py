@@ -117,6 +117,30 @@ async def test_an_item_is_in_at_most_one_open_break_in_the_schema(engine: AsyncE
                                             "transfer_ids": [1], "record_keys": []}], actor="test", at=now)
 
 
+async def test_reopening_a_break_whose_item_is_in_another_open_break_is_a_conflict(
+        engine: AsyncEngine, database_url: str, tmp_path: Path) -> None:
+    settings = _settings(tmp_path, database_url)
+    async with engine.begin() as conn:
+        await conn.execute(Record.__table__.insert(), [_record("dep", 5_000_000, WHEN)])
+    await reconcile_once(settings, engine, now=LATER)  # nothing arrived: missing_transfer
+    async with engine.begin() as conn:  # then it did, and the next pass explains the break
+        await conn.execute(Transfer.__table__.insert(), [_transfer(1, 5_000_000)])
+        await repo.mark_items(conn, transfer_ids=[1])
+    await reconcile_once(settings, engine, now=LATER)
+    async with engine.connect() as conn:
+        (first,) = await repo.all_breaks(conn)
+        (match,) = await repo.active_matches(conn)
+    assert first["status"] == "resolved"
+    await resolutions.unmatch(engine, match["id"], reason="another customer's deposit", actor="ann")
+    await reconcile_once(settings, engine, now=LATER)  # the record is missing again: a new break
+    async with engine.connect() as conn:
+        (second,) = [b for b in await repo.open_breaks(conn) if b["type"] == "missing_transfer"]
+    assert second["id"] != first["id"] and second["record_keys"] == first["record_keys"]
+    with pytest.raises(resolutions.Conflict):
+        await resolutions.reopen(engine, first["id"], reason="look again", actor="ann")
+    assert (await _break(engine, first["id"]))["status"] == "resolved"
+
+
 # ---- on anvil: a matched deposit reorged away -------------------------------------------------------------------
 DEP_A, ALICE = address_for("life-a-dep"), address_for("life-a-alice")
 
