@@ -1,5 +1,6 @@
 """Who may call the API: keys with scopes. A key is shown once, when created; only its SHA-256 is stored. The
-actor the audit trail records for an API call is the key's name."""
+actor the audit trail records for an API call is the key's name; the key also names the person who holds it,
+which four-eyes compares (one person's two keys are one person). The machine's own actor names are reserved."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from app.persistence import audit, keys_repo
 
 PREFIX = "stk_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+RESERVED = frozenset({"reconciler", "config", "cli", "system"})  # actors the service itself writes as
 
 
 class Scope(StrEnum):
@@ -56,6 +58,11 @@ class Principal:
 
     name: str
     scopes: frozenset[Scope]
+    person: str = ""  # who holds the key; the name when empty
+
+    def __post_init__(self) -> None:
+        if not self.person:
+            object.__setattr__(self, "person", self.name)
 
 
 def hash_key(key: str) -> str:
@@ -76,18 +83,25 @@ def parse_scopes(text: str | list[str]) -> list[Scope]:
     return sorted(set(out), key=list(Scope).index)
 
 
-async def create_key(engine: AsyncEngine, *, name: str, scopes: list[Scope], actor: str) -> str:
-    """A new key for `name` with these scopes. Returns the key: the only time it is ever shown."""
-    if not _NAME.match(name):
-        raise BadRequest("name", "1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
+async def create_key(engine: AsyncEngine, *, name: str, scopes: list[Scope], actor: str,
+                     person: str | None = None) -> str:
+    """A new key for `name` with these scopes, held by `person` (the name if not given). Returns the key: the
+    only time it is ever shown. Reserved actor names (`RESERVED`) are refused as names and persons."""
+    person = name if person is None else person
+    for field, value in (("name", name), ("person", person)):
+        if not _NAME.match(value):
+            raise BadRequest(field, "1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
+        if value.lower() in RESERVED:
+            raise BadRequest(field, f"{value!r} is reserved for the service's own actors "
+                                    f"({', '.join(sorted(RESERVED))})")
     key = PREFIX + secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     try:
         async with engine.begin() as conn:
-            await keys_repo.add(conn, name=name, key_hash=hash_key(key), prefix=key[:10],
+            await keys_repo.add(conn, name=name, person=person, key_hash=hash_key(key), prefix=key[:10],
                                 scopes=[s.value for s in scopes], actor=actor, at=now)
             await audit.append(conn, actor=actor, action="key.created", entity=f"key:{name}", at=now,
-                               after={"scopes": [s.value for s in scopes]})
+                               after={"scopes": [s.value for s in scopes], "person": person})
     except IntegrityError:
         raise KeyExists(f"a key named {name!r} exists (names stay taken after revocation)") from None
     return key
@@ -116,7 +130,7 @@ async def authenticate(engine: AsyncEngine, key: str, cache: KeyCache | None = N
         return known
     async with engine.connect() as conn:
         row = await keys_repo.active_by_hash(conn, digest)
-    principal = Principal(row["name"], frozenset(Scope(s) for s in row["scopes"])) if row else None
+    principal = Principal(row["name"], frozenset(Scope(s) for s in row["scopes"]), row["person"]) if row else None
     if cache is not None and principal is not None:
         cache.put(digest, principal)
     return principal

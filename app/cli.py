@@ -350,6 +350,8 @@ def keys_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", help="who uses the key: the actor in the audit trail")],
     scope: Annotated[str, typer.Option("--scope", help="comma-separated: treasury,ops,approver,ingest,feed,admin")],
+    person: Annotated[str | None, typer.Option("--person", help="who holds the key (four-eyes compares persons); "
+                                                                "default: the name")] = None,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
     from app.access import create_key, parse_scopes
@@ -363,7 +365,8 @@ def keys_create(
         raise typer.Exit(2) from None
 
     async def work(engine: object) -> None:
-        key = await create_key(engine, name=name, scopes=scopes, actor="cli")  # type: ignore[arg-type]
+        key = await create_key(engine, name=name, scopes=scopes, actor="cli",  # type: ignore[arg-type]
+                               person=person)
         console.print(key, highlight=False, markup=False, soft_wrap=True)
         err.print(f"key {name!r} created with scopes {', '.join(scopes)}; it is not shown again",
                   highlight=False, markup=False)

@@ -1,8 +1,9 @@
 """The reconciler service: feeds the pure matcher with what is still unexplained, persists its decisions, keeps
 breaks in step (opened, closed when explained), handles reorgs after a match, and audits everything.
 
-Idempotent: matched and classified items are not decided again, breaks are keyed by a fingerprint, and a break
-an operator resolved is not reopened by the machine. One transaction per pass.
+Idempotent: matched and classified items are not decided again, breaks are keyed by a fingerprint, a break
+an operator resolved is not reopened by the machine, and one an operator reopened is not resolved by it. An item
+is in at most one open break. One transaction per pass, locks in the order `app.persistence.lock_order` keeps.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.persistence import audit, feed, recon_bulk, records_repo
+from app.persistence import audit, feed, lock_order, recon_bulk, records_repo
 from app.persistence import recon_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import parse_units
@@ -35,6 +37,7 @@ from app.wallet_book import wallet_book
 
 SYSTEM = "reconciler"
 BULK_ANALYZE = 100_000  # matches written in bulk from which the planner's statistics are refreshed
+RETRIES = 3  # attempts of a pass that a concurrent match made conflict
 
 
 @dataclass
@@ -139,13 +142,27 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
     pass (the `recon_dirty` queue: indexed or reorged block ranges, ingested records, people's resolutions, grace
     periods ending) and the neighbourhood those items can be matched with, so it costs what changed, not the size
     of the history. A full pass (`full`, a `full` row in the queue, or more changes than `recon.incremental_limit`)
-    decides every unexplained item. Both give the same result; running either twice changes nothing."""
+    decides every unexplained item. Both give the same result; running either twice changes nothing.
+
+    A match that a person (or another writer) committed meanwhile for one of the same items makes the schema
+    refuse this pass's (one active match per item): the pass is rolled back and decided again from what is
+    there now, up to `RETRIES` times."""
     now = now or datetime.now(UTC)
+    for attempt in range(RETRIES):
+        try:
+            return await _reconcile_attempt(settings, engine, now, full)
+        except IntegrityError:
+            if attempt == RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _reconcile_attempt(settings: Settings, engine: AsyncEngine, now: datetime, full: bool) -> PassSummary:
     summary = PassSummary()
     ours = (await wallet_book(settings, engine)).our_wallets()  # before the transaction: it may seed the registry
     async with feed.transaction(engine) as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(6106700001)")  # one reconciler at a time
+        await lock_order.reconciler_pass(conn)  # one reconciler at a time
+        await lock_order.recon_state(conn)  # before anything it decides from (see lock_order)
         dirty = await repo.due_dirty(conn, now)
         seeds_t = {d["transfer_id"] for d in dirty if d["kind"] == "transfer"}
         seeds_r = {(d["record_source"], d["record_external_id"]) for d in dirty if d["kind"] == "record"}
@@ -334,12 +351,14 @@ async def _unmatch_reorged(conn: AsyncConnection, settings: Settings, now: datet
         b = _sized(settings, {"type": kind, "fingerprint": fingerprint(kind, m["transfer_ids"], m["record_keys"]),
                               "transfer_ids": m["transfer_ids"], "record_keys": m["record_keys"],
                               "facts": {"match_id": match_id}}, transfers, {}, now)
+        summary.unmatched_by_reorg += 1
+        removed.append((m["transfer_ids"], m["record_keys"]))
+        if not await _outside_open_breaks(conn, [b]):
+            continue  # an item is in an open break already (one a person reopened): that one asks about it
         (break_id,) = await repo.open_breaks_many(conn, [b], actor=SYSTEM, at=now)
         await audit.append(conn, actor=SYSTEM, action="break.opened", entity=f"break:{break_id}", at=now,
                            after={"type": kind, "match_id": match_id})
-        summary.unmatched_by_reorg += 1
         summary.opened.append(kind)
-        removed.append((m["transfer_ids"], m["record_keys"]))
     return removed
 
 
@@ -358,17 +377,19 @@ async def _sync_breaks(conn: AsyncConnection, desired: Iterable[Break], open_row
     """Open the breaks the matcher wants that are not open yet (never reopening a person's resolution), and close
     the unresolved ones among `open_rows` it no longer wants: their items were explained since."""
     wanted = {fingerprint(b.type.value, b.transfer_ids, b.record_keys): b for b in desired}
+    reopened = await repo.reopened_break_ids(conn, [row["id"] for row in open_rows if row["status"] == "open"])
     for row in open_rows:
-        if row["status"] != "open":
-            continue  # awaiting approval: a person's decision is pending
+        if row["status"] != "open" or row["id"] in reopened:
+            continue  # awaiting approval, or reopened by a person: a person's decision is pending
         if row["type"] == BreakType.REORGED_AFTER_MATCH.value:
             keys = [tuple(k) for k in repo.json.loads(row["record_keys"])]
             explained = bool(keys) and set(keys) <= await repo.matched_record_keys(conn, keys)
         else:
             explained = row["fingerprint"] not in wanted
         if explained:
-            await repo.set_break_status(conn, row["id"], "resolved", at=now,
-                                        resolution={"by": SYSTEM, "reason": "explained by a later pass"})
+            if not await repo.set_break_status(conn, row["id"], "resolved", at=now, expect=row["status"],
+                                               resolution={"by": SYSTEM, "reason": "explained by a later pass"}):
+                continue  # a person changed it since it was read: theirs stands
             await repo.add_event(conn, row["id"], "auto_resolved", SYSTEM, now)
             await audit.append(conn, actor=SYSTEM, action="break.resolved", entity=f"break:{row['id']}", at=now,
                                after={"reason": "explained"})
@@ -381,12 +402,34 @@ async def _sync_breaks(conn: AsyncConnection, desired: Iterable[Break], open_row
             continue  # already open, or resolved by a person: the machine does not reopen it
         to_open.append(sized({"type": b.type.value, "fingerprint": fp, "transfer_ids": b.transfer_ids,
                               "record_keys": b.record_keys, "facts": dict(b.facts)}))
+    to_open = await _outside_open_breaks(conn, to_open)
     ids = await repo.open_breaks_many(conn, to_open, actor=SYSTEM, at=now)
     await audit.append_many(conn, [{"actor": SYSTEM, "action": "break.opened", "entity": f"break:{i}",
                                     "after": {"type": b["type"], "transfers": b["transfer_ids"],
                                               "records": b["record_keys"]}} for i, b in zip(ids, to_open, strict=True)],
                             at=now)
     summary.opened += [b["type"] for b in to_open]
+
+
+async def _outside_open_breaks(conn: AsyncConnection, breaks: list[dict]) -> list[dict]:
+    """The breaks (in order) none of whose items is in an unresolved break already, nor in an earlier one of
+    these: an item is in at most one open break (the schema refuses a second). The open one stays: it already
+    asks a person about the item (a `reorged_after_match` break says more than the `missing_transfer` that the
+    same record would give after its transfer was reorged away)."""
+    if not breaks:
+        return []
+    taken_t, taken_r = await repo.items_in_open_breaks(conn, [i for b in breaks for i in b["transfer_ids"]],
+                                                       [k for b in breaks for k in b["record_keys"]])
+    claimed_t, claimed_r = set(taken_t), set(taken_r)
+    out = []
+    for b in breaks:
+        ts, rs = set(b["transfer_ids"]), {tuple(k) for k in b["record_keys"]}
+        if ts & claimed_t or rs & claimed_r:
+            continue
+        claimed_t |= ts
+        claimed_r |= rs
+        out.append(b)
+    return out
 
 
 def _resolved_by(row: dict) -> str | None:

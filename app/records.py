@@ -1,9 +1,14 @@
 """Internal records: validation (all or nothing, errors naming index, field and reason) and versioned ingest.
 
 A record is identified by (source, external_id). Sending it again with new mutable fields (status, tx hash, log
-index, counterparty, reference, expected_by) makes a new version; the old versions are kept. A change to an
-immutable field (kind, chain, token, amount, wallet) is refused as a conflict naming the fields. Sending the same
+index, amount, wallet, counterparty, reference, expected_by) makes a new version; the old versions are kept. A
+change to an immutable field (kind, chain, token) is refused as a conflict naming the fields. Sending the same
 record twice changes nothing.
+
+A new version of a matched record that changes what matching looks at (`REDECIDE`: a cancellation, a corrected
+amount, tx hash, log index, wallet or counterparty) removes its match in the same transaction (audited, by the
+reconciler, so the machine may make it again) and queues its items: the next pass re-matches what still agrees
+(or now agrees with another transfer) and opens breaks for what does not.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import SettleError
-from app.persistence import audit, feed, recon_repo
+from app.persistence import audit, feed, lock_order, recon_repo
 from app.persistence import records_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import MAX_UINT256, parse_units
@@ -24,8 +29,11 @@ from app.settlement.model import RecordKind, RecordStatus
 from wallets import InvalidAddress, Segregation, to_checksum
 
 MAX_BATCH = 10_000
-IMMUTABLE = ("kind", "chain_id", "token", "amount", "wallet")
-MUTABLE = ("status", "tx_hash", "log_index", "counterparty", "reference", "expected_by", "segregation", "created_at")
+IMMUTABLE = ("kind", "chain_id", "token")
+MUTABLE = ("status", "tx_hash", "log_index", "amount", "wallet", "counterparty", "reference", "expected_by",
+           "segregation", "created_at")
+REDECIDE = ("status", "tx_hash", "log_index", "amount", "wallet", "counterparty")
+MATCHER = "reconciler"  # who removes a match its record no longer supports (app.reconciler.SYSTEM)
 _TX = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _ID = re.compile(r"^[\w.:/@#-]{1,128}$")
 
@@ -186,6 +194,7 @@ async def ingest(settings: Settings, engine: AsyncEngine, items: list[Any], *, a
     now = datetime.now(UTC)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     async with feed.transaction(engine) as conn:
+        await lock_order.recon_state(conn)  # it may remove matches: the order every such writer keeps
         current = await repo.current_by_key(conn, [(r["source"], r["external_id"]) for r in records])
         conflicts: list[ItemError] = []
         writes: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
@@ -214,7 +223,25 @@ async def ingest(settings: Settings, engine: AsyncEngine, items: list[Any], *, a
         await audit.append_many(conn, entries, at=now)
         await repo.add_counterparties(conn, [rec["counterparty"] for rec, _ in writes if rec["counterparty"]])
         await recon_repo.mark_items(conn, record_keys=[(rec["source"], rec["external_id"]) for rec, _ in writes])
+        await _unmatch_changed(conn, writes, now)
     return counts
+
+
+async def _unmatch_changed(conn: AsyncConnection, writes: list[tuple[dict[str, Any], dict[str, Any] | None]],
+                           now: datetime) -> None:
+    """Remove the active matches of records whose new version changed a field matching decides on."""
+    changed = {(rec["source"], rec["external_id"]): [f for f in REDECIDE if old[f] != rec[f]]
+               for rec, old in writes if old is not None and any(old[f] != rec[f] for f in REDECIDE)}
+    for match_id in await recon_repo.active_match_ids_of_records(conn, sorted(changed)):
+        m = await recon_repo.match(conn, match_id)
+        assert m is not None
+        fields = sorted({f for k in m["record_keys"] for f in changed.get(tuple(k), [])})
+        reason = f"record changed: {', '.join(fields)}"
+        await recon_repo.remove_match(conn, match_id, actor=MATCHER, reason=reason, at=now)
+        await recon_repo.mark_items(conn, transfer_ids=m["transfer_ids"], record_keys=m["record_keys"])
+        await audit.append(conn, actor=MATCHER, action="match.removed", entity=f"match:{match_id}", at=now,
+                           before={"transfers": m["transfer_ids"], "records": m["record_keys"]},
+                           after={"reason": reason})
 
 
 def _plain(rec: dict[str, Any] | None) -> dict[str, Any] | None:

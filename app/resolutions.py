@@ -1,16 +1,18 @@
-"""What ops do with breaks: manual match, unmatch, classify (write-offs need a second person), approve, reopen.
-Every action is appended to the break's history and to the audit log with who and when."""
+"""What ops do with breaks: manual match, unmatch, classify (write-offs, refunds and "other" need a second
+person by default), approve, reopen. Every action is appended to the break's history and to the audit log with
+who and when. Locks are taken in the order `app.persistence.lock_order` documents."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import BadRequest, NotFound, SettleError
-from app.persistence import audit, feed, records_repo
+from app.persistence import audit, feed, lock_order, records_repo
 from app.persistence import recon_repo as repo
 from app.settings import Settings
 
@@ -35,8 +37,13 @@ class Conflict(SettleError):
     title = "Conflict"
 
 
+APPROVAL_REASONS = frozenset({ReasonCode.WRITE_OFF, ReasonCode.REFUND, ReasonCode.OTHER})  # the default
+
+
 async def _open_break(conn: AsyncConnection, break_id: int) -> dict:
-    row = await repo.get_break(conn, break_id)
+    """The break, locked for this transaction, after the reconciliation-state lock (see `lock_order`)."""
+    await lock_order.recon_state(conn)
+    row = await repo.get_break(conn, break_id, for_update=True)
     if row is None:
         raise NotFound(f"break {break_id} not found")
     return row
@@ -50,15 +57,26 @@ async def _still_open(conn: AsyncConnection, break_id: int) -> dict:
     return row
 
 
-async def classify(engine: AsyncEngine, break_id: int, *, reason: ReasonCode, note: str, actor: str) -> dict:
-    """Explain a break with a reason code and a note. A write-off waits for a second person's approval."""
+async def _none_matched(conn: AsyncConnection, row: dict) -> None:
+    """409 if an item of the break was matched since it opened: a match explains it, a classification may not."""
+    keys = [tuple(k) for k in repo.json.loads(row["record_keys"])]
+    if await repo.matched_transfer_ids(conn, repo.json.loads(row["transfer_ids"])) or \
+            await repo.matched_record_keys(conn, keys):
+        raise Conflict(f"an item of break {row['id']} was matched meanwhile; reopen or unmatch first")
+
+
+async def classify(engine: AsyncEngine, break_id: int, *, reason: ReasonCode, note: str, actor: str,
+                   person: str | None = None, approval_reasons: Collection[str] = APPROVAL_REASONS) -> dict:
+    """Explain a break with a reason code and a note. A reason in `approval_reasons` waits for a second person's
+    approval (`person`: who holds the key, compared by four-eyes; the key's name if not given)."""
     if not note.strip():
         raise BadRequest("note", "a note is required")
     now = datetime.now(UTC)
     async with feed.transaction(engine) as conn:
         row = await _still_open(conn, break_id)
-        resolution = {"by": actor, "action": "classify", "reason": reason.value, "note": note}
-        status = "awaiting_approval" if reason is ReasonCode.WRITE_OFF else "resolved"
+        resolution = {"by": actor, "person": person or actor, "action": "classify", "reason": reason.value,
+                      "note": note}
+        status = "awaiting_approval" if reason.value in approval_reasons else "resolved"
         await repo.set_break_status(conn, break_id, status, at=now, resolution=resolution)
         if status == "resolved":
             for transfer_id in repo.json.loads(row["transfer_ids"]):
@@ -70,21 +88,23 @@ async def classify(engine: AsyncEngine, break_id: int, *, reason: ReasonCode, no
     return {"id": break_id, "status": status}
 
 
-async def approve(engine: AsyncEngine, break_id: int, *, actor: str) -> dict:
-    """Second-person approval of a write-off; the person who proposed it cannot approve it."""
+async def approve(engine: AsyncEngine, break_id: int, *, actor: str, person: str | None = None) -> dict:
+    """Second-person approval of a proposed resolution: not by the person who proposed it (whatever key they
+    use), and only while no item of the break was matched meanwhile (409)."""
     now = datetime.now(UTC)
     async with feed.transaction(engine) as conn:
         row = await _open_break(conn, break_id)
         if row["status"] != "awaiting_approval":
             raise Conflict(f"break {break_id} is {row['status']}, not awaiting approval")
         resolution = repo.json.loads(row["resolution"])
-        if resolution.get("by") == actor:
-            raise FourEyes(f"{actor} proposed this write-off and cannot approve it")
-        resolution |= {"approved_by": actor, "approved_at": now.isoformat()}
+        if resolution.get("person", resolution.get("by")) == (person or actor):
+            raise FourEyes(f"{person or actor} proposed this resolution and cannot approve it")
+        await _none_matched(conn, row)
+        resolution |= {"approved_by": actor, "approved_person": person or actor, "approved_at": now.isoformat()}
         await repo.set_break_status(conn, break_id, "resolved", at=now, resolution=resolution)
         for transfer_id in repo.json.loads(row["transfer_ids"]):
-            await repo.classify(conn, transfer_id, ReasonCode.WRITE_OFF.value, actor=actor, at=now,
-                                note=resolution.get("note"))
+            await repo.classify(conn, transfer_id, resolution.get("reason", ReasonCode.WRITE_OFF.value), actor=actor,
+                                at=now, note=resolution.get("note"))
         await repo.add_event(conn, break_id, "approved", actor, now)
         await _mark(conn, row)
         await audit.append(conn, actor=actor, action="break.approved", entity=f"break:{break_id}", at=now,
@@ -93,17 +113,46 @@ async def approve(engine: AsyncEngine, break_id: int, *, actor: str) -> dict:
 
 
 async def reopen(engine: AsyncEngine, break_id: int, *, reason: str, actor: str) -> dict:
+    """Open a resolved break again, undoing what its resolution did (its classifications are revoked, the match
+    a manual match made is removed), so its items are unexplained again. The machine never resolves a break a
+    person reopened. 409 if an item is in another open break meanwhile."""
     now = datetime.now(UTC)
     async with feed.transaction(engine) as conn:
         row = await _open_break(conn, break_id)
         if row["status"] == "open":
             raise Conflict(f"break {break_id} is already open")
-        await repo.set_break_status(conn, break_id, "open", at=now)
-        await repo.add_event(conn, break_id, "reopened", actor, now, {"reason": reason})
+        undone = await _undo_resolution(conn, row, actor=actor, reason=reason, at=now)
+        try:  # the transaction is rolled back on the conflict: nothing of the above stays
+            await repo.set_break_status(conn, break_id, "open", at=now)
+        except IntegrityError:
+            raise Conflict(f"an item of break {break_id} is in another open break; resolve that one first") from None
+        await repo.add_event(conn, break_id, "reopened", actor, now, {"reason": reason, **undone})
         await _mark(conn, row)
         await audit.append(conn, actor=actor, action="break.reopened", entity=f"break:{break_id}", at=now,
-                           before={"status": row["status"]}, after={"status": "open", "reason": reason})
+                           before={"status": row["status"]}, after={"status": "open", "reason": reason, **undone})
     return {"id": break_id, "status": "open"}
+
+
+async def _undo_resolution(conn: AsyncConnection, row: dict, *, actor: str, reason: str, at: datetime
+                           ) -> dict[str, object]:
+    """Deactivate what the break's resolution did; returns what was undone, for the history and the audit log."""
+    resolution = repo.json.loads(row["resolution"]) if row["resolution"] else {}
+    undone: dict[str, object] = {}
+    if resolution.get("action") == "classify" and row["status"] == "resolved":
+        revoked = await repo.revoke_classifications(conn, repo.json.loads(row["transfer_ids"]),
+                                                    resolution["reason"], actor=actor, at=at)
+        undone["revoked_classifications"] = {"reason": resolution["reason"], "transfers": revoked}
+    elif resolution.get("action") == "manual_match":
+        match = await repo.match(conn, int(resolution["match_id"]))
+        if match is not None and match["removed_at"] is None:
+            why = f"break {row['id']} reopened: {reason}"
+            await repo.remove_match(conn, match["id"], actor=actor, reason=why, at=at)
+            await repo.mark_items(conn, transfer_ids=match["transfer_ids"], record_keys=match["record_keys"])
+            await audit.append(conn, actor=actor, action="match.removed", entity=f"match:{match['id']}", at=at,
+                               before={"transfers": match["transfer_ids"], "records": match["record_keys"]},
+                               after={"reason": why})
+            undone["removed_match"] = match["id"]
+    return undone
 
 
 async def manual_match(settings: Settings, engine: AsyncEngine, *, transfer_ids: Sequence[int],
@@ -117,6 +166,7 @@ async def manual_match(settings: Settings, engine: AsyncEngine, *, transfer_ids:
             raise BadRequest(field, "an item appears twice")
     now = datetime.now(UTC)
     async with feed.transaction(engine) as conn:
+        await lock_order.recon_state(conn)
         resolved = await _still_open(conn, break_id) if break_id is not None else None  # before any write
         if resolved is not None:
             named = set(repo.json.loads(resolved["transfer_ids"])) & set(transfer_ids) or \
@@ -140,9 +190,12 @@ async def manual_match(settings: Settings, engine: AsyncEngine, *, transfer_ids:
             raise BadRequest("record_keys", "a record's wallet is on neither side of the transfers")
         if sum(t["amount"] for t in ts) != sum(r["amount"] for r in rs):
             raise BadRequest("record_keys", "amounts differ: transfers and records must sum exactly")
-        match_id = await repo.add_match(conn, rule="manual", rule_version="1", transfer_ids=transfer_ids,
-                                        record_keys=record_keys, candidates=[], facts={}, actor=actor, at=now,
-                                        observed={t["id"]: t["block_hash"] for t in ts})
+        try:  # the schema has the last word (one active match per item); the conflict rolls everything back
+            match_id = await repo.add_match(conn, rule="manual", rule_version="1", transfer_ids=transfer_ids,
+                                            record_keys=record_keys, candidates=[], facts={}, actor=actor, at=now,
+                                            observed={t["id"]: t["block_hash"] for t in ts})
+        except IntegrityError:
+            raise Conflict("a transfer or record was matched meanwhile; unmatch it first") from None
         await audit.append(conn, actor=actor, action="match.created", entity=f"match:{match_id}", at=now,
                            after={"rule": "manual", "transfers": sorted(transfer_ids), "records": sorted(record_keys)})
         if resolved is not None:
@@ -159,6 +212,7 @@ async def unmatch(engine: AsyncEngine, match_id: int, *, reason: str, actor: str
         raise BadRequest("reason", "a reason is required")
     now = datetime.now(UTC)
     async with feed.transaction(engine) as conn:
+        await lock_order.recon_state(conn)
         match = await repo.match(conn, match_id)
         if match is None or match["removed_at"] is not None:
             raise NotFound(f"active match {match_id} not found")

@@ -122,6 +122,10 @@ class ReconConfig(_Strict):
                                             description="age from which a break is at least high, critical")
     sla_hours: dict[str, float] = Field(default_factory=lambda: {"low": 72, "medium": 24, "high": 8,
                                                                   "critical": 2})
+    four_eyes_reasons: list[Literal["internal", "gas_top_up", "refund", "customer_error", "spam", "write_off",
+                                    "other"]] = Field(
+        default_factory=lambda: ["write_off", "refund", "other"],
+        description="break resolutions that wait for a second person's approval")
 
 
 class ApiConfig(_Strict):

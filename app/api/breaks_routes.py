@@ -52,8 +52,9 @@ NO_BREAK = problem_response("no such break")
 
 
 class ResolveIn(BaseModel):
-    reason: ReasonCode = Field(description="why the break needs no (further) match; `write_off` waits for an "
-                                           "approver")
+    reason: ReasonCode = Field(description="why the break needs no (further) match; the reasons in "
+                                           "`recon.four_eyes_reasons` (default write_off, refund, other) wait "
+                                           "for an approver")
     note: str = Field(min_length=1, max_length=4000, description="what was found, for the auditor")
     model_config = examples({"reason": "spam", "note": "address-poisoning dust from a look-alike address"})
 
@@ -144,25 +145,29 @@ async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
     errors={**AUTH, **TOO_LARGE, 404: NO_BREAK, 409: problem_response("the break is not open")}))
 async def resolve_break(request: Request, break_id: BreakId, body: ResolveIn,
                         caller: Annotated[Principal, OPS]) -> dict[str, Any]:
-    """Classify a break with a reason code and a note. A `write_off` becomes `awaiting_approval`."""
-    return await classify(request.app.state.engine, break_id, reason=body.reason, note=body.note, actor=caller.name)
+    """Classify a break with a reason code and a note. A reason needing four eyes becomes `awaiting_approval`."""
+    return await classify(request.app.state.engine, break_id, reason=body.reason, note=body.note, actor=caller.name,
+                          person=caller.person, approval_reasons=request.app.state.settings.recon.four_eyes_reasons)
 
 
 @router.post("/breaks/{break_id}/approve", **documented(BreakStatusOut, "resolved", errors={
-    **AUTH, 403: problem_response("the key lacks the `approver` scope, or its name proposed the write-off "
+    **AUTH, 403: problem_response("the key lacks the `approver` scope, or its person proposed the resolution "
                                   "(four-eyes)"),
-    404: NO_BREAK, 409: problem_response("not awaiting approval")}))
+    404: NO_BREAK, 409: problem_response("not awaiting approval, or an item was matched meanwhile")}))
 async def approve_break(request: Request, break_id: BreakId,
                         caller: Annotated[Principal, Depends(require(Scope.APPROVER))]) -> dict[str, Any]:
-    """Approve a write-off: by a second person (a key with another name than the one that proposed it)."""
-    return await approve(request.app.state.engine, break_id, actor=caller.name)
+    """Approve a proposed resolution (a write-off, refund, ...): by a second person (a key held by another person
+    than the one that proposed it), while none of the break's items was matched meanwhile."""
+    return await approve(request.app.state.engine, break_id, actor=caller.name, person=caller.person)
 
 
 @router.post("/breaks/{break_id}/reopen", **documented(BreakStatusOut, "open again", errors={
-    **AUTH, **TOO_LARGE, 404: NO_BREAK, 409: problem_response("already open")}))
+    **AUTH, **TOO_LARGE, 404: NO_BREAK,
+    409: problem_response("already open, or an item of it is in another open break")}))
 async def reopen_break(request: Request, break_id: BreakId, body: ReopenIn,
                        caller: Annotated[Principal, OPS]) -> dict[str, Any]:
-    """Reopen a resolved break (or a write-off awaiting approval): the reconciler decides its items again."""
+    """Reopen a resolved break (or one awaiting approval): what its resolution did is undone (classifications
+    revoked, a manual match removed), the reconciler decides its items again, and only a person resolves it."""
     return await reopen(request.app.state.engine, break_id, reason=body.reason, actor=caller.name)
 
 

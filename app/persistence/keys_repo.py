@@ -13,10 +13,10 @@ from app.persistence.tables import ApiKey
 K = ApiKey.__table__
 
 
-async def add(conn: AsyncConnection, *, name: str, key_hash: str, prefix: str, scopes: list[str], actor: str,
-              at: datetime) -> None:
-    await conn.execute(K.insert().values(name=name, key_hash=key_hash, prefix=prefix, scopes=json.dumps(scopes),
-                                         created_at=at, created_by=actor))
+async def add(conn: AsyncConnection, *, name: str, person: str, key_hash: str, prefix: str, scopes: list[str],
+              actor: str, at: datetime) -> None:
+    await conn.execute(K.insert().values(name=name, person=person, key_hash=key_hash, prefix=prefix,
+                                         scopes=json.dumps(scopes), created_at=at, created_by=actor))
 
 
 async def by_name(conn: AsyncConnection, name: str) -> dict | None:

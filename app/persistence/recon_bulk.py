@@ -30,7 +30,8 @@ from app.settlement.matching import RULE_VERSION
 MAX_LISTED = 1_000
 
 _FREE_T = """NOT EXISTS (SELECT 1 FROM match_links ml WHERE ml.transfer_id = {t}.id AND ml.active)
-    AND NOT EXISTS (SELECT 1 FROM transfer_classifications tc WHERE tc.transfer_id = {t}.id)"""
+    AND NOT EXISTS (SELECT 1 FROM transfer_classifications tc WHERE tc.transfer_id = {t}.id
+                    AND tc.revoked_at IS NULL)"""
 _FREE_R = """{r}.status != 'cancelled' AND NOT EXISTS (SELECT 1 FROM match_links ml
     WHERE ml.record_source = {r}.source AND ml.record_external_id = {r}.external_id AND ml.active)"""
 _UNMATCHED_BY_PEOPLE_T = """NOT EXISTS (SELECT 1 FROM match_links x JOIN matches m ON m.id = x.match_id

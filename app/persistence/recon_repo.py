@@ -181,18 +181,38 @@ async def add_matches(conn: AsyncConnection, matches: list[dict[str, Any]], *, a
 
 
 async def classify_many(conn: AsyncConnection, items: list[tuple[int, str]], *, actor: str, at: datetime) -> None:
-    """Insert (transfer id, reason) classifications that are not there yet."""
+    """Insert (transfer id, reason) classifications that are not there yet (a revoked one is made anew: the
+    revocation and the earlier classification stay in the audit log and the break's history)."""
     if not items:
         return
-    existing = set()
+    existing: dict[tuple[int, str], bool] = {}
     ids = sorted({i for i, _ in items})
     for j in range(0, len(ids), 1000):
-        rows = await conn.execute(select(TC.c.transfer_id, TC.c.reason).where(TC.c.transfer_id.in_(ids[j:j + 1000])))
-        existing |= {(a, b) for a, b in rows}
+        rows = await conn.execute(select(TC.c.transfer_id, TC.c.reason, TC.c.revoked_at).where(
+            TC.c.transfer_id.in_(ids[j:j + 1000])))
+        existing |= {(a, b): c is not None for a, b, c in rows}
     new = [{"transfer_id": i, "reason": r, "actor": actor, "note": None, "at": at}
            for i, r in sorted(set(items)) if (i, r) not in existing]
     for j in range(0, len(new), 10000):
         await conn.execute(TC.insert(), new[j:j + 10000])
+    for i, r in sorted({k for k in set(items) if existing.get(k)}):
+        await _reinstate(conn, i, r, actor=actor, at=at, note=None)
+
+
+async def _reinstate(conn: AsyncConnection, transfer_id: int, reason: str, *, actor: str, at: datetime,
+                     note: str | None) -> None:
+    await conn.execute(update(TC).where(TC.c.transfer_id == transfer_id, TC.c.reason == reason).values(
+        actor=actor, at=at, note=note, revoked_at=None, revoked_by=None))
+
+
+async def revoke_classifications(conn: AsyncConnection, transfer_ids: Sequence[int], reason: str, *, actor: str,
+                                 at: datetime) -> list[int]:
+    """Revoke (keep, marked) the active classifications of these transfers with this reason. Returns their ids."""
+    where = [TC.c.transfer_id.in_(list(transfer_ids)), TC.c.reason == reason, TC.c.revoked_at.is_(None)]
+    ids = sorted((await conn.execute(select(TC.c.transfer_id).where(*where))).scalars())
+    if ids:
+        await conn.execute(update(TC).where(*where).values(revoked_at=at, revoked_by=actor))
+    return ids
 
 
 async def remove_match(conn: AsyncConnection, match_id: int, *, actor: str, reason: str, at: datetime) -> None:
@@ -209,9 +229,12 @@ async def remove_match(conn: AsyncConnection, match_id: int, *, actor: str, reas
 
 async def classify(conn: AsyncConnection, transfer_id: int, reason: str, *, actor: str, at: datetime,
                    note: str | None = None) -> None:
-    exists = await conn.scalar(select(TC.c.transfer_id).where(TC.c.transfer_id == transfer_id, TC.c.reason == reason))
-    if exists is None:
+    row = (await conn.execute(select(TC.c.revoked_at).where(TC.c.transfer_id == transfer_id,
+                                                             TC.c.reason == reason))).first()
+    if row is None:
         await conn.execute(TC.insert().values(transfer_id=transfer_id, reason=reason, actor=actor, note=note, at=at))
+    elif row.revoked_at is not None:
+        await _reinstate(conn, transfer_id, reason, actor=actor, at=at, note=note)
 
 
 async def breaks_by_fingerprint(conn: AsyncConnection, prints: Sequence[str]) -> dict[str, dict]:
@@ -259,7 +282,10 @@ async def open_breaks_many(conn: AsyncConnection, breaks: list[dict[str, Any]], 
 
 
 async def set_break_status(conn: AsyncConnection, break_id: int, status: str, *, at: datetime,
-                           resolution: Any = None) -> None:
+                           resolution: Any = None, expect: str | None = None) -> bool:
+    """Set the status (and resolution) of a break, and whether its items count as in an open break. With
+    `expect`, only if the break still has that status (the one the caller read): False if it changed meanwhile,
+    and nothing is written. Raises IntegrityError when reopening would put an item in two open breaks."""
     values: dict[str, Any] = {"status": status}
     if status == "resolved":
         values |= {"resolved_at": at, "resolution": dumps(resolution)}
@@ -267,11 +293,17 @@ async def set_break_status(conn: AsyncConnection, break_id: int, status: str, *,
         values |= {"resolved_at": None, "resolution": None}
     else:
         values["resolution"] = dumps(resolution)
-    await conn.execute(update(BR).where(BR.c.id == break_id).values(**values))
+    stmt = update(BR).where(BR.c.id == break_id)
+    if expect is not None:
+        stmt = stmt.where(BR.c.status == expect)
+    if not (await conn.execute(stmt.values(**values))).rowcount:
+        return False
+    await conn.execute(update(BL).where(BL.c.break_id == break_id).values(is_open=status != "resolved"))
     if status == "resolved":
         feed.stage(conn, "break.resolved", break_id, at, state=status, detail=resolution)
     elif status == "open":
         feed.stage(conn, "break.opened", break_id, at, state=status)
+    return True
 
 
 async def add_event(conn: AsyncConnection, break_id: int, action: str, actor: str, at: datetime,
@@ -280,9 +312,45 @@ async def add_event(conn: AsyncConnection, break_id: int, action: str, actor: st
                                           detail=dumps(detail) if detail is not None else None))
 
 
-async def get_break(conn: AsyncConnection, break_id: int) -> dict | None:
-    row = (await conn.execute(select(BR).where(BR.c.id == break_id))).mappings().first()
+async def get_break(conn: AsyncConnection, break_id: int, *, for_update: bool = False) -> dict | None:
+    """The break; `for_update`: row-locked until commit (PostgreSQL), for a writer that decides from it."""
+    stmt = select(BR).where(BR.c.id == break_id)
+    row = (await conn.execute(stmt.with_for_update() if for_update else stmt)).mappings().first()
     return dict(row) if row else None
+
+
+async def reopened_break_ids(conn: AsyncConnection, break_ids: Sequence[int]) -> set[int]:
+    """Those of these breaks that a person reopened (and that stay open until a person resolves them again)."""
+    out: set[int] = set()
+    for i in range(0, len(break_ids), 1000):
+        out |= set((await conn.execute(select(BE.c.break_id).where(
+            BE.c.break_id.in_(break_ids[i:i + 1000]), BE.c.action == "reopened"))).scalars())
+    return out
+
+
+async def items_in_open_breaks(conn: AsyncConnection, transfer_ids: Sequence[int],
+                               record_keys: Sequence[Sequence[str]]) -> tuple[dict[int, int], dict[tuple, int]]:
+    """Which of these items are in an unresolved break, and which: ({transfer id: break id}, {record key: id})."""
+    by_t: dict[int, int] = {}
+    ids = sorted(set(transfer_ids))
+    for i in range(0, len(ids), 1000):
+        rows = await conn.execute(select(BL.c.transfer_id, BL.c.break_id).where(
+            BL.c.is_open.is_(True), BL.c.transfer_id.in_(ids[i:i + 1000])))
+        by_t |= {a: b for a, b in rows}
+    by_r: dict[tuple, int] = {}
+    for where in pairs_in(BL.c.record_source, BL.c.record_external_id, sorted({tuple(k) for k in record_keys})):
+        rows = await conn.execute(select(BL.c.record_source, BL.c.record_external_id, BL.c.break_id).where(
+            BL.c.is_open.is_(True), where))
+        by_r |= {(a, b): c for a, b, c in rows}
+    return by_t, by_r
+
+
+async def active_match_ids_of_records(conn: AsyncConnection, keys: Sequence[Sequence[str]]) -> list[int]:
+    """Ids of the active matches these records are in."""
+    out: set[int] = set()
+    for where in pairs_in(ML.c.record_source, ML.c.record_external_id, [tuple(k) for k in keys]):
+        out |= set((await conn.execute(select(ML.c.match_id).where(ML.c.active.is_(True), where))).scalars())
+    return sorted(out)
 
 
 async def break_events(conn: AsyncConnection, break_id: int) -> list[dict]:
@@ -354,7 +422,7 @@ async def set_deadlines(conn: AsyncConnection, transfers: dict[int, datetime], r
 # ---- neighbourhoods: what an incremental pass decides --------------------------------------------------------------
 def _free_t_clause():  # type: ignore[no-untyped-def]
     linked = select(ML.c.id).where(ML.c.transfer_id == T.c.id, ML.c.active.is_(True)).exists()
-    classified = select(TC.c.transfer_id).where(TC.c.transfer_id == T.c.id).exists()
+    classified = select(TC.c.transfer_id).where(TC.c.transfer_id == T.c.id, TC.c.revoked_at.is_(None)).exists()
     return (T.c.state != ORPHANED) & ~linked & ~classified
 
 

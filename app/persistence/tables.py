@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from app.persistence.types import BigInt, ExactInt, UTCDateTime
@@ -230,7 +230,14 @@ class MatchLink(SQLModel, table=True):
 
     __tablename__ = "match_links"
     __table_args__ = (Index("ix_match_links_transfer", "transfer_id", "active"),
-                      Index("ix_match_links_record", "record_source", "record_external_id", "active"))
+                      Index("ix_match_links_record", "record_source", "record_external_id", "active"),
+                      # an item is in at most one active match, whoever writes it (a person, a pass, two passes)
+                      Index("uq_match_links_active_transfer", "transfer_id", unique=True,
+                            postgresql_where=text("active AND transfer_id IS NOT NULL"),
+                            sqlite_where=text("active AND transfer_id IS NOT NULL")),
+                      Index("uq_match_links_active_record", "record_source", "record_external_id", unique=True,
+                            postgresql_where=text("active AND record_source IS NOT NULL"),
+                            sqlite_where=text("active AND record_source IS NOT NULL")))
     id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
     match_id: int = Field(sa_column=Column(BigInt(), nullable=False))
     transfer_id: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
@@ -285,6 +292,8 @@ class TransferClassification(SQLModel, table=True):
     actor: str
     note: str | None = None
     at: datetime = Field(sa_column=_time(False))
+    revoked_at: datetime | None = Field(default=None, sa_column=_time())  # a person reopened the break it resolved
+    revoked_by: str | None = None
 
 
 class BreakLink(SQLModel, table=True):
@@ -292,12 +301,20 @@ class BreakLink(SQLModel, table=True):
 
     __tablename__ = "break_links"
     __table_args__ = (Index("ix_break_links_transfer", "transfer_id"),
-                      Index("ix_break_links_record", "record_source", "record_external_id"))
+                      Index("ix_break_links_record", "record_source", "record_external_id"),
+                      # an item is in at most one unresolved break (`is_open` follows the break's status)
+                      Index("uq_break_links_open_transfer", "transfer_id", unique=True,
+                            postgresql_where=text("is_open AND transfer_id IS NOT NULL"),
+                            sqlite_where=text("is_open AND transfer_id IS NOT NULL")),
+                      Index("uq_break_links_open_record", "record_source", "record_external_id", unique=True,
+                            postgresql_where=text("is_open AND record_source IS NOT NULL"),
+                            sqlite_where=text("is_open AND record_source IS NOT NULL")))
     id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
     break_id: int = Field(sa_column=Column(BigInt(), nullable=False, index=True))
     transfer_id: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
     record_source: str | None = None
     record_external_id: str | None = None
+    is_open: bool = True
 
 
 class Counterparty(SQLModel, table=True):
@@ -333,6 +350,7 @@ class ApiKey(SQLModel, table=True):
     __tablename__ = "api_keys"
     id: int | None = Field(default=None, sa_column=Column(BigInt(), primary_key=True, autoincrement=True))
     name: str = Field(unique=True)
+    person: str  # who holds the key: four-eyes compares persons, not key names
     key_hash: str = Field(unique=True)
     prefix: str
     scopes: str  # JSON list

@@ -38,7 +38,7 @@ def _matched():  # type: ignore[no-untyped-def]
 
 
 def _explained():  # type: ignore[no-untyped-def]
-    return exists().where(TC.c.transfer_id == T.c.id)
+    return exists().where(TC.c.transfer_id == T.c.id, TC.c.revoked_at.is_(None))
 
 
 def _in_break():  # type: ignore[no-untyped-def]
@@ -111,7 +111,7 @@ async def recon_statuses(conn: AsyncConnection, ids: Sequence[int]) -> dict[int,
     lookups = (
         ("unmatched", select(BL.c.transfer_id).join(BR, BR.c.id == BL.c.break_id)
          .where(BL.c.transfer_id.in_(wanted), BR.c.status != "resolved")),
-        ("explained", select(TC.c.transfer_id).where(TC.c.transfer_id.in_(wanted))),
+        ("explained", select(TC.c.transfer_id).where(TC.c.transfer_id.in_(wanted), TC.c.revoked_at.is_(None))),
         ("matched", select(ML.c.transfer_id).where(ML.c.transfer_id.in_(wanted), ML.c.active.is_(True))),
     )
     out = dict.fromkeys(ids, "pending")

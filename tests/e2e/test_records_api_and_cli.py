@@ -41,7 +41,7 @@ async def test_post_records_is_all_or_nothing_with_errors_naming_the_item_and_fi
         bad = await client.post("/v1/records", json=[_item(chain_a, "r1"), _item(chain_a, "r2", amount="2.5000001")])
         good = await client.post("/v1/records", json=[_item(chain_a, "r1"), _item(chain_a, "r2")])
         again = await client.post("/v1/records", json=[_item(chain_a, "r1")])
-        conflict = await client.post("/v1/records", json=[_item(chain_a, "r1", amount="3")])
+        conflict = await client.post("/v1/records", json=[_item(chain_a, "r1", amount="3", kind="withdrawal")])
         one = await client.get("/v1/records/core/r1")
         too_many = await client.post("/v1/records", json=[_item(chain_a, f"x{i}") for i in range(10_001)])
     assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
@@ -49,7 +49,8 @@ async def test_post_records_is_all_or_nothing_with_errors_naming_the_item_and_fi
                                      "reason": "has 7 decimal places; the token has 6"}]
     assert good.status_code == 201 and good.json() == {"created": 2, "updated": 0, "unchanged": 0}
     assert again.status_code == 200 and again.json()["unchanged"] == 1
-    assert conflict.status_code == 409 and conflict.json()["errors"][0]["field"] == "items[0].amount"
+    assert conflict.status_code == 409  # the kind is immutable (a corrected amount alone is a new version)
+    assert [e["field"] for e in conflict.json()["errors"]] == ["items[0].kind"]
     assert one.json()["amount"] == "2.5" and one.json()["amount_base_units"] == "2500000"
     assert [(v["version"], v["actor"]) for v in one.json()["versions"]] == [(1, "core-feed")]  # the key's name
     assert too_many.status_code == 413
