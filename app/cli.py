@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -82,7 +82,7 @@ def _require_schema(settings: Settings) -> None:
         raise typer.Exit(2)
 
 
-def _cannot_open(settings: Settings, exc: Exception) -> None:
+def _cannot_open(settings: Settings, exc: Exception) -> NoReturn:
     from sqlalchemy.engine import make_url
 
     shown = make_url(settings.database_url).render_as_string(hide_password=True)

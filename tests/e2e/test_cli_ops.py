@@ -185,3 +185,40 @@ async def test_balances_check_exits_non_zero_on_a_difference_and_prints_whole_ro
     assert "1 difference" in differs.stderr
     status = settle("--config", str(config), "chains")
     assert status.returncode == 0 and status.stdout.splitlines()[0].startswith("chain\tid\tstate\t")
+
+
+def test_serve_on_a_fresh_database_upgrades_it_and_answers(database_url: str, tmp_path: Path) -> None:
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    from chains.devnet.anvil import free_port
+
+    url = _fresh(database_url)
+    config = _offline_config(tmp_path, url)
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SETTLE_")}
+    child = subprocess.Popen([sys.executable, "-m", "app", "--config", str(config), "serve", "--no-watchers",
+                              "--port", str(port)], cwd=REPO, env={**environment, "PYTHONPATH": str(REPO)},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert child.poll() is None, child.stdout.read() if child.stdout else ""
+            assert time.monotonic() < deadline
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=2) as response:
+                    json.loads(response.read())
+                    break
+            except urllib.error.HTTPError as exc:  # 503 while degraded is an answer too
+                json.loads(exc.read())
+                break
+            except OSError:
+                time.sleep(0.2)
+    finally:
+        child.send_signal(signal.SIGTERM)
+        output = child.communicate(timeout=30)[0]
+    assert "Traceback" not in output, output
+    done = settle("--config", str(config), "audit", "verify")  # the schema is there: a read-only command answers
+    assert done.returncode == 0, done.stdout + done.stderr
