@@ -222,3 +222,11 @@ def test_serve_on_a_fresh_database_upgrades_it_and_answers(database_url: str, tm
     assert "Traceback" not in output, output
     done = settle("--config", str(config), "audit", "verify")  # the schema is there: a read-only command answers
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_bad_recon_policy_stops_the_command_before_any_pass(database_url: str, tmp_path: Path) -> None:
+    config = _offline_config(tmp_path, database_url)
+    config.write_text(config.read_text().replace("[[chains]]", '[recon]\ntolerance = {DAI = "0.01"}\n\n[[chains]]', 1))
+    done = settle("--config", str(config), "recon", "--once")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "  recon.tolerance.DAI: unknown token symbol (configured: none)" in done.stderr.splitlines(), done.stderr
