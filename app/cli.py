@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -29,8 +29,8 @@ cli.add_typer(audit_cli, name="audit")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(chains_cli, name="chains")
 cli.add_typer(balances_cli, name="balances")
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)  # lines are not wrapped at 80 columns when the output is not a terminal
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="settle.toml path")]
 
@@ -45,7 +45,7 @@ def _root(ctx: typer.Context, config: ConfigOpt = None) -> None:
     try:
         ctx.obj = load_settings(config)
     except SettleError as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False, markup=True)
+        err.print(str(exc), style="red", highlight=False, markup=False)  # `[a-z]` in a message is not markup
         raise typer.Exit(2) from None
     from app.logs import configure_logging
 
@@ -53,9 +53,66 @@ def _root(ctx: typer.Context, config: ConfigOpt = None) -> None:
 
 
 def _upgrade(settings: Settings) -> None:
+    """Commands that write bring the schema up to date first (as `settle db upgrade`)."""
+    from sqlalchemy.exc import OperationalError
+
     from app.persistence.migrate import upgrade
 
-    upgrade(settings.database_url)
+    try:
+        upgrade(settings.database_url)
+    except OperationalError as exc:
+        _cannot_open(settings, exc)
+
+
+def _require_schema(settings: Settings) -> None:
+    """Commands that only read leave the schema alone: on an old or empty database they say what to run."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from app.persistence.migrate import is_current
+
+    try:
+        current = is_current(settings.database_url)
+    except OperationalError as exc:
+        _cannot_open(settings, exc)
+    if not current:
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
+        err.print(f"the database {shown} is not at the latest schema: run `settle db upgrade` first",
+                  highlight=False, markup=False)
+        raise typer.Exit(2)
+
+
+def _cannot_open(settings: Settings, exc: Exception) -> NoReturn:
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    err.print(f"error: cannot open the database {shown}: {str(exc).splitlines()[0]}", highlight=False, markup=False)
+    raise typer.Exit(1)
+
+
+def _chains_to_use(settings: Settings, name: str | None) -> list:
+    """`--chain NAME`, else every configured chain; none is an error naming where the configuration was read."""
+    try:
+        chains = [settings.chain(name)] if name else settings.chains
+    except SettleError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+    if not chains:
+        err.print(f"no chains configured ({settings.config_source()})", highlight=False, markup=False)
+        raise typer.Exit(2)
+    return chains
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    """A table on a terminal; whole rows as tab-separated values otherwise (cron, CI, pipes): nothing cut."""
+    if console.is_terminal:
+        table = Table(*headers)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    for row in [headers, *rows]:
+        typer.echo("\t".join(" ".join(cell.split()) for cell in row))
 
 
 @db_cli.command("upgrade")
@@ -76,10 +133,7 @@ def index(
     from app.persistence.db import make_engine
 
     settings = _settings(ctx)
-    chains = [settings.chain(chain)] if chain else settings.chains
-    if not chains:
-        err.print("no chains configured")
-        raise typer.Exit(2)
+    chains = _chains_to_use(settings, chain)
     _upgrade(settings)
 
     async def run() -> None:
@@ -127,7 +181,8 @@ def chains_status(ctx: typer.Context) -> None:
     from app.persistence.db import make_engine
 
     settings = _settings(ctx)
-    _upgrade(settings)
+    _chains_to_use(settings, None)
+    _require_schema(settings)
 
     rows: list = []
 
@@ -139,11 +194,9 @@ def chains_status(ctx: typer.Context) -> None:
             await engine.dispose()
 
     _run(run())
-    table = Table("chain", "id", "state", "head", "indexed", "safe", "finalized", "lag", "last error")
-    for c in rows:
-        table.add_row(c.name, str(c.chain_id), c.state, *(str(v) if v is not None else "-" for v in (
-            c.head, c.indexed, c.safe, c.finalized, c.lag)), (c.alert or c.last_error or "")[:80])
-    console.print(table)
+    _table(["chain", "id", "state", "head", "indexed", "safe", "finalized", "lag", "last error"],
+           [[c.name, str(c.chain_id), c.state, *(str(v) if v is not None else "-" for v in (
+               c.head, c.indexed, c.safe, c.finalized, c.lag)), c.alert or c.last_error or ""] for c in rows])
 
 
 @chains_cli.command("allow-deep-reorg")
@@ -153,7 +206,8 @@ def allow_deep_reorg(ctx: typer.Context, name: str) -> None:
     from app.persistence.watcher_store import SqlWatcherStore
 
     settings = _settings(ctx)
-    chain = settings.chain(name)
+    chain = _chains_to_use(settings, name)[0]
+    _upgrade(settings)
 
     async def run() -> None:
         engine = make_engine(settings.database_url)
@@ -171,13 +225,15 @@ def allow_deep_reorg(ctx: typer.Context, name: str) -> None:
 def balances_check(
     ctx: typer.Context, chain: Annotated[str | None, typer.Option(help="only this chain")] = None
 ) -> None:
-    """Compare indexed balances with balanceOf at the indexed block; store and print the differences."""
+    """Compare indexed balances with balanceOf at the indexed block; store and print the differences. Exits 1
+    when any pair differs (for cron and CI)."""
     from app.balance_check import check_chain
     from app.persistence.db import make_engine
     from app.settlement.amounts import format_units
 
     settings = _settings(ctx)
-    chains = [settings.chain(chain)] if chain else settings.chains
+    chains = _chains_to_use(settings, chain)
+    _upgrade(settings)
     results: list = []
 
     async def run() -> None:
@@ -189,12 +245,16 @@ def balances_check(
             await engine.dispose()
 
     _run(run())
-    table = Table("chain", "wallet", "token", "block", "indexed", "balanceOf", "difference")
+    rows = []
     for c, r in results:
         decimals = next(t.decimals for t in settings.tokens_on(c) if t.address == r.token)
-        table.add_row(c.name, r.wallet, r.symbol, str(r.block_number), format_units(r.indexed, decimals),
-                      format_units(r.onchain, decimals), format_units(r.difference, decimals))
-    console.print(table)
+        rows.append([c.name, r.wallet, r.symbol, str(r.block_number), format_units(r.indexed, decimals),
+                     format_units(r.onchain, decimals), format_units(r.difference, decimals)])
+    _table(["chain", "wallet", "token", "block", "indexed", "balanceOf", "difference"], rows)
+    if differing := sum(1 for _, r in results if r.difference):
+        err.print(f"{differing} difference{'s' if differing > 1 else ''} between indexed balances and balanceOf",
+                  highlight=False, markup=False)
+        raise typer.Exit(1)
 
 
 @cli.command("serve")
@@ -306,29 +366,94 @@ def recon(
 
 
 @audit_cli.command("verify")
-def audit_verify(ctx: typer.Context) -> None:
-    """Check the audit log's hash chain; name the first bad entry."""
+def audit_verify(
+    ctx: typer.Context,
+    head: Annotated[str | None, typer.Option("--head", metavar="SEQ:HASH[:SIGNATURE]",
+                                             help="a head printed earlier by `settle audit head` and kept outside "
+                                                  "the database: the log must still reach it")] = None,
+) -> None:
+    """Check the audit log's hash chain up to its head (and to an anchored `--head`); name the first bad entry."""
     from app.persistence import audit
     from app.persistence.db import make_engine
 
     settings = _settings(ctx)
-    _upgrade(settings)
+    anchor = _anchor(settings, head) if head else None
+    _require_schema(settings)
     result: list = []
 
     async def run() -> None:
         engine = make_engine(settings.database_url)
         try:
             async with engine.connect() as conn:
-                result.extend(await audit.verify(conn))
+                result.extend(await audit.verify(conn, anchor=anchor))
         finally:
             await engine.dispose()
 
     _run(run())
     checked, bad, why = result
     if bad is not None:
-        err.print(f"audit log BROKEN at entry {bad}: {why} ({checked} entries read)", markup=False)
+        err.print(f"audit log BROKEN at entry {bad}: {why} ({checked} entries read)", markup=False, highlight=False)
         raise typer.Exit(1)
-    console.print(f"audit log intact: {checked} entries")
+    reaches = f"; it reaches the anchored head (entry {anchor.seq})" if anchor else ""
+    console.print(f"audit log intact: {checked} entries{reaches}", markup=False, highlight=False)
+
+
+def _anchor(settings: Settings, text: str) -> object:
+    """`--head SEQ:HASH[:SIGNATURE]`; a signature must verify with `audit.head_key`."""
+    from app.persistence import audit
+
+    try:
+        head, signature = audit.parse_anchor(text)
+    except ValueError as exc:
+        err.print(f"error: --head: {exc}", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+    if signature is not None:
+        if settings.audit.head_key is None:
+            err.print("error: --head carries a signature but no audit.head_key is configured to check it",
+                      highlight=False, markup=False)
+            raise typer.Exit(2)
+        if not audit.signature_holds(head, signature, settings.audit.head_key.get_secret_value()):
+            err.print(f"audit head {head.anchor} NOT AUTHENTIC: its signature does not verify with audit.head_key "
+                      "(the head was altered, or signed with another key)", highlight=False, markup=False)
+            raise typer.Exit(1)
+    return head
+
+
+@audit_cli.command("head")
+def audit_head(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Print the log's head (sequence, hash, time), signed with audit.head_key when one is configured: keep it
+    outside the database, then `settle audit verify --head SEQ:HASH:SIGNATURE` catches a log cut back behind it."""
+    import json
+
+    from app.persistence import audit
+
+    settings = _settings(ctx)
+    _require_schema(settings)
+    found: list = []
+
+    async def work(engine: object) -> None:
+        async with engine.connect() as conn:  # type: ignore[attr-defined]
+            found.append(await audit.read_head(conn))
+
+    _with_engine(settings, work)
+    head = found[0]
+    if head is None:
+        err.print("error: the audit head (table audit_head) is missing: run `settle audit verify`", markup=False)
+        raise typer.Exit(1)
+    key = settings.audit.head_key
+    signature = audit.sign_head(head, key.get_secret_value()) if key else None
+    anchor = f"{head.anchor}:{signature}" if signature else head.anchor
+    at = head.at.isoformat() if head.at else None
+    if as_json:
+        typer.echo(json.dumps({"sequence": head.seq, "hash": head.hash, "entry_id": head.entry_id, "at": at,
+                               "signature": signature, "anchor": anchor}))
+        return
+    for label, value in (("sequence", head.seq), ("hash", head.hash), ("time", at or "-"),
+                         ("signature", signature or "unsigned (no audit.head_key configured)"), ("anchor", anchor)):
+        typer.echo(f"{label}\t{value}")
 
 
 def _with_engine(settings: Settings, work: object) -> None:
@@ -349,7 +474,8 @@ def _with_engine(settings: Settings, work: object) -> None:
 def keys_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", help="who uses the key: the actor in the audit trail")],
-    scope: Annotated[str, typer.Option("--scope", help="comma-separated: treasury,ops,approver,ingest,feed,admin")],
+    scope: Annotated[list[str], typer.Option("--scope", help="repeat it or comma-separate: treasury,ops,approver,"
+                                                             "ingest,feed,admin")],
     person: Annotated[str | None, typer.Option("--person", help="who holds the key (four-eyes compares persons); "
                                                                 "default: the name")] = None,
 ) -> None:
@@ -359,7 +485,7 @@ def keys_create(
     settings = _settings(ctx)
     _upgrade(settings)
     try:
-        scopes = parse_scopes(scope)
+        scopes = parse_scopes(",".join(scope))
     except SettleError as exc:
         err.print(f"error: {exc}", highlight=False, markup=False)
         raise typer.Exit(2) from None
@@ -380,7 +506,7 @@ def keys_list(ctx: typer.Context) -> None:
     from app.access import list_keys
 
     settings = _settings(ctx)
-    _upgrade(settings)
+    _require_schema(settings)
 
     async def work(engine: object) -> None:
         for k in await list_keys(engine):  # type: ignore[arg-type]

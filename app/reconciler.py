@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.persistence import audit, feed, lock_order, recon_bulk, records_repo
 from app.persistence import recon_repo as repo
 from app.settings import Settings
-from app.settlement.amounts import parse_units
 from app.settlement.matching import lookalike_shape, reconcile
 from app.settlement.model import (
     Break,
@@ -65,14 +64,12 @@ def fingerprint(kind: str, transfer_ids: Iterable[int], record_keys: Iterable[tu
 
 
 def policy_for(settings: Settings, excluded: frozenset[tuple[int, tuple]] = frozenset()) -> Policy:
-    """The matching policy from `[recon]`; token-unit thresholds become base units per token address."""
+    """The matching policy from `[recon]`; token-unit thresholds are in base units per token address (parsed
+    and checked once, when the settings load)."""
     cfg = settings.recon
-
-    def per_token(table: dict[str, str]) -> dict[str, int]:
-        return {t.address: parse_units(table[t.symbol], t.decimals) for t in settings.tokens if t.symbol in table}
-
-    return Policy(window=timedelta(hours=cfg.window_hours), tolerance=per_token(cfg.tolerance),
-                  dust=per_token(cfg.dust), auto_internal=cfg.auto_internal, max_combination=cfg.max_combination,
+    thresholds = settings.recon_thresholds
+    return Policy(window=timedelta(hours=cfg.window_hours), tolerance=thresholds.tolerance,
+                  dust=thresholds.dust, auto_internal=cfg.auto_internal, max_combination=cfg.max_combination,
                   unmatched_grace=timedelta(minutes=cfg.unmatched_grace_minutes),
                   missing_grace=timedelta(hours=cfg.missing_grace_hours),
                   excluded=excluded)  # type: ignore[arg-type]

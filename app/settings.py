@@ -7,8 +7,11 @@ fails at start with a `ConfigError` whose message names each bad key (e.g. `toke
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,6 +21,7 @@ from pydantic import (
     Field,
     PositiveFloat,
     PositiveInt,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -26,6 +30,8 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from app.errors import ConfigError
+from app.settings_rules import check_recon, one_message
+from app.settlement.amounts import parse_units
 from wallets import Address, InvalidAddress, Segregation, Wallet, WalletKind, to_checksum
 
 DEFAULT_CONFIG = Path("settle.toml")
@@ -42,6 +48,11 @@ def _checksummed(value: object) -> Address:
 ChecksumAddress = Annotated[str, Field(description="EVM address; mixed case must carry a valid EIP-55 checksum")]
 
 
+Confirmations = Annotated[int | Literal["safe"], one_message('must be a whole number >= 0 or "safe"', depth=True)]
+Finality = Annotated[int | Literal["tag"], one_message('must be a whole number >= 0 or "tag"', depth=True)]
+TokenUnits = Annotated[str, one_message('must be a decimal string such as "0.01" (quoted)')]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -54,21 +65,14 @@ class ChainConfig(_Strict):
     rpc_urls: list[AnyHttpUrl] = Field(min_length=1)
     start_block: int = Field(0, ge=0)
     poll_interval: PositiveFloat = 2.0
-    confirmations: int | Literal["safe"] = Field(12, description="depth for `confirmed`, or the `safe` tag")
-    finality: int | Literal["tag"] = Field("tag", description="`tag` for the node's `finalized`, or a depth")
+    confirmations: Confirmations = Field(12, description="depth for `confirmed`, or the `safe` tag")
+    finality: Finality = Field("tag", description="`tag` for the node's `finalized`, or a depth")
     max_getlogs_range: PositiveInt = 2000
     mode: Literal["auto", "wallets", "scan"] = "auto"
     scan_threshold: PositiveInt = Field(200, description="auto mode scans token-wide above this many wallets")
     failover_lag: int = Field(3, ge=0, description="blocks to stay behind a node we failed over to")
     request_timeout: PositiveFloat = 15.0
     max_retries: PositiveInt = 8
-
-    @field_validator("confirmations", "finality")
-    @classmethod
-    def _positive_depth(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 0:
-            raise ValueError("depth must be >= 0")
-        return value
 
     @property
     def urls(self) -> list[str]:
@@ -114,8 +118,9 @@ class ReconConfig(_Strict):
     bulk_matching: bool = Field(True, description="full passes pair the unique tx-hash and deposit-address "
                                                   "matches in SQL before the core decides the rest")
     match_finalized_only: list[str] = Field(default_factory=list, description="chains matched only when finalized")
-    tolerance: dict[str, str] = Field(default_factory=dict, description="per token symbol, e.g. {USDC = \"0.01\"}")
-    dust: dict[str, str] = Field(default_factory=dict, description="per token symbol, e.g. {USDT = \"0.10\"}")
+    tolerance: dict[str, TokenUnits] = Field(default_factory=dict,
+                                             description="per token symbol, e.g. {USDC = \"0.01\"}")
+    dust: dict[str, TokenUnits] = Field(default_factory=dict, description="per token symbol, e.g. {USDT = \"0.10\"}")
     severity_amounts: list[int] = Field([1_000, 10_000, 100_000], min_length=3, max_length=3,
                                         description="whole token units from which a break is medium, high, critical")
     severity_age_hours: list[float] = Field([24, 72], min_length=2, max_length=2,
@@ -126,6 +131,26 @@ class ReconConfig(_Strict):
                                     "other"]] = Field(
         default_factory=lambda: ["write_off", "refund", "other"],
         description="break resolutions that wait for a second person's approval")
+
+
+class AuditConfig(_Strict):
+    head_key: SecretStr | None = Field(None, description="HMAC-SHA256 key that signs `settle audit head`, so that "
+                                                         "an anchored head cannot be forged without it")
+
+    @field_validator("head_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise PydanticCustomError("short_secret", "at least 16 characters")
+        return value
+
+
+@dataclass(frozen=True)
+class ReconThresholds:
+    """`[recon]` tolerance and dust in base units, per token address (parsed once, when settings load)."""
+
+    tolerance: Mapping[str, int]
+    dust: Mapping[str, int]
 
 
 class ApiConfig(_Strict):
@@ -150,6 +175,7 @@ class Settings(BaseSettings):
     balance_check_interval: PositiveFloat = Field(300.0, description="seconds between balance checks in serve")
     api: ApiConfig = ApiConfig()
     recon: ReconConfig = ReconConfig()
+    audit: AuditConfig = AuditConfig()
     chains: list[ChainConfig] = []
     tokens: list[TokenConfig] = []
     wallets: list[WalletConfig] = []
@@ -184,6 +210,7 @@ class Settings(BaseSettings):
                     "unknown_chain",
                     f"wallets[{i}].chain: unknown chain {wallet.chain!r} (configured: {sorted(names)})",
                 )
+        check_recon(self, names)
         return self
 
     # ---- lookups -------------------------------------------------------------------------------------------
@@ -206,6 +233,20 @@ class Settings(BaseSettings):
     def token_by_address(self, address: str) -> TokenConfig | None:
         """The first token configured at this address on any chain, for rows that name no chain (breaks)."""
         return self._tokens_by_address.get(address)
+
+    @cached_property
+    def recon_thresholds(self) -> ReconThresholds:
+        def per_token(table: dict[str, str]) -> Mapping[str, int]:
+            return MappingProxyType({t.address: parse_units(table[t.symbol], t.decimals) for t in self.tokens
+                                     if t.symbol in table})
+
+        return ReconThresholds(per_token(self.recon.tolerance), per_token(self.recon.dust))
+
+    def config_source(self) -> str:
+        """The file the settings came from, or where one was looked for."""
+        path = self.config_file.absolute()
+        return str(path) if path.is_file() else (f"no configuration file (looked for {path}; pass --config or set "
+                                                 "SETTLE_CONFIG_FILE)")
 
     @cached_property
     def _chains_by_id(self) -> dict[int, ChainConfig]:
@@ -263,6 +304,10 @@ class _ConfigLocator(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SETTLE_", extra="ignore")
     config_file: Path = DEFAULT_CONFIG
 
+    @property
+    def is_named(self) -> bool:
+        return "config_file" in self.model_fields_set
+
 
 def load_settings(config_file: Path | None = None, *, require_file: bool = False, **overrides: Any) -> Settings:
     """Read the TOML file (the `--config` path, else `SETTLE_CONFIG_FILE`, else ./settle.toml) and the env.
@@ -270,15 +315,18 @@ def load_settings(config_file: Path | None = None, *, require_file: bool = False
     Raises ConfigError naming each bad key. A missing file is an error only when `require_file` is set or the
     path was given explicitly.
     """
-    path = config_file or _ConfigLocator().config_file
+    locator = _ConfigLocator()
+    path = config_file or locator.config_file
     data: dict[str, Any] = {}
     if path.exists():
         try:
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"invalid configuration in {path}: not valid TOML: {exc}") from None
-    elif require_file or config_file is not None:
-        raise ConfigError(f"configuration file {path} not found (copy settle.example.toml to start)")
+    elif require_file or config_file is not None or locator.is_named:
+        named = "" if config_file is not None or not locator.is_named else ", named by SETTLE_CONFIG_FILE"
+        raise ConfigError(f"configuration file {path} not found (looked for {path.absolute()}{named}; copy "
+                          "settle.example.toml to start)")
     data.update(overrides)
     data["config_file"] = path
     try:

@@ -207,6 +207,18 @@ class AuditEntry(SQLModel, table=True):
     hash: str
 
 
+class AuditHead(SQLModel, table=True):
+    """The audit log's head, one row (id 1), moved in the same transaction as every append: `seq` entries so far,
+    the last one's `hash`, id and time. Kept outside the log so that deleting its last entries shows."""
+
+    __tablename__ = "audit_head"
+    id: int = Field(default=1, sa_column=Column(BigInt(), primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(BigInt(), nullable=False))
+    hash: str
+    entry_id: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))
+    at: datetime | None = Field(default=None, sa_column=_time())
+
+
 class MatchRow(SQLModel, table=True):
     """A match between transfer(s) and record(s). Never deleted: unmatching sets `removed_*`."""
 
