@@ -118,7 +118,7 @@ def validate(settings: Settings, items: list[Any]) -> list[dict[str, Any]]:
         if _field(item, "chain", errors, i) is not None and chain is None:
             errors.append(ItemError(i, "chain", f"unknown chain (configured: {sorted(chains)})"))
         token = _address(_field(item, "token", errors, i), "token", errors, i)
-        token_cfg = next((t for t in settings.tokens if chain and t.chain == chain.name and t.address == token), None)
+        token_cfg = settings.token_at(chain.chain_id, token) if chain else None
         if token and chain and token_cfg is None:
             errors.append(ItemError(i, "token", f"not a registered token on {chain.name}"))
         amount = _amount(item, token_cfg.decimals if token_cfg else None, errors, i)

@@ -195,13 +195,10 @@ class Settings(BaseSettings):
     def chain_by_id(self, chain_id: int) -> ChainConfig | None:
         return self._chains_by_id.get(chain_id)
 
-    def token_at(self, chain_id: int, address: str) -> TokenConfig | None:
-        """The token configured at this (checksummed) address on this chain."""
+    def token_at(self, chain_id: int | None, address: str | None) -> TokenConfig | None:
+        """The token configured at this (checksummed) address on this chain. There is no lookup by address
+        alone: one address can be two tokens (6 decimals on one chain, 18 on another)."""
         return self._tokens_by_chain_address.get((chain_id, address))
-
-    def token_by_address(self, address: str) -> TokenConfig | None:
-        """The first token configured at this address on any chain, for rows that name no chain (breaks)."""
-        return self._tokens_by_address.get(address)
 
     @cached_property
     def _chains_by_id(self) -> dict[int, ChainConfig]:
@@ -211,13 +208,6 @@ class Settings(BaseSettings):
     def _tokens_by_chain_address(self) -> dict[tuple[int, str], TokenConfig]:
         ids = {c.name: c.chain_id for c in self.chains}
         return {(ids[t.chain], t.address): t for t in self.tokens}
-
-    @cached_property
-    def _tokens_by_address(self) -> dict[str, TokenConfig]:
-        first: dict[str, TokenConfig] = {}
-        for t in self.tokens:
-            first.setdefault(t.address, t)
-        return first
 
     def wallets_on(self, chain: ChainConfig) -> list[Wallet]:
         """The configuration's wallets on `chain`: what the wallet registry is seeded with

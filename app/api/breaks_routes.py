@@ -71,7 +71,7 @@ class MatchIn(BaseModel):
 
 
 def break_out(settings: Any, b: dict, now: datetime) -> dict[str, Any]:
-    token = settings.token_by_address(b["token"]) if b["token"] is not None else None
+    token = settings.token_at(b["chain_id"], b["token"])
     since = b["since"] or b["opened_at"]
     return {"id": b["id"], "type": b["type"], "status": b["status"], "severity": b["severity"],
             "token": None if b["token"] is None else token_ref(b["token"], token),

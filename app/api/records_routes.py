@@ -44,7 +44,7 @@ async def post_records(
 
 def record_out(settings: Any, r: dict) -> dict[str, Any]:
     """A record's current version as every view shows it (amount in token units and in base units)."""
-    token = settings.token_by_address(r["token"])
+    token = settings.token_at(r["chain_id"], r["token"])
     return {**{k: v for k, v in r.items() if k not in ("id", "amount")},
             **amount_out(r["amount"], token.decimals if token else None)}
 
