@@ -9,6 +9,7 @@ record twice changes nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,8 +20,9 @@ from app.errors import SettleError
 from app.persistence import audit, feed, recon_repo
 from app.persistence import records_repo as repo
 from app.settings import Settings
-from app.settlement.amounts import MAX_UINT256, parse_units
+from app.settlement.amounts import MAX_UINT256, is_digits, parse_units
 from app.settlement.model import RecordKind, RecordStatus
+from app.wallet_book import wallet_book
 from wallets import InvalidAddress, Segregation, to_checksum
 
 MAX_BATCH = 10_000
@@ -85,8 +87,10 @@ def _address(value: Any, name: str, errors: list[ItemError], i: int) -> str | No
         return None
 
 
-def validate(settings: Settings, items: list[Any]) -> list[dict[str, Any]]:
-    """Normalize every item or raise RecordsRejected listing every problem (nothing is written)."""
+def validate(settings: Settings, items: list[Any],
+             registered: Callable[[int, str], bool] | None = None) -> list[dict[str, Any]]:
+    """Normalize every item or raise RecordsRejected listing every problem (nothing is written).
+    `registered(chain id, address)`: whether the wallet is one of ours on that chain (the registry)."""
     if len(items) > MAX_BATCH:
         raise RecordsRejected([ItemError(-1, "records", f"{len(items)} items; at most {MAX_BATCH} per request")],
                               413, "Too many records")
@@ -123,6 +127,8 @@ def validate(settings: Settings, items: list[Any]) -> list[dict[str, Any]]:
             errors.append(ItemError(i, "token", f"not a registered token on {chain.name}"))
         amount = _amount(item, token_cfg.decimals if token_cfg else None, errors, i)
         wallet = _address(_field(item, "wallet", errors, i), "wallet", errors, i)
+        if wallet and chain and registered is not None and not registered(chain.chain_id, wallet):
+            errors.append(ItemError(i, "wallet", f"not a registered wallet on {chain.name}"))
         counterparty = _address(item.get("counterparty"), "counterparty", errors, i)
         tx_hash = item.get("tx_hash")
         if tx_hash is not None and (not isinstance(tx_hash, str) or not _TX.match(tx_hash)):
@@ -164,7 +170,7 @@ def _amount(item: dict[str, Any], decimals: int | None, errors: list[ItemError],
         errors.append(ItemError(i, "amount", "give exactly one of amount (decimal string) or amount_base_units"))
         return None
     if base is not None:
-        value = base if type(base) is int else int(base) if isinstance(base, str) and base.isdigit() else None
+        value = base if type(base) is int else int(base) if is_digits(base) else None
         if value is None or value < 0 or value > MAX_UINT256:
             errors.append(ItemError(i, "amount_base_units", "an integer in [0, 2**256-1] (number or digit string)"))
         return value
@@ -182,7 +188,9 @@ def _amount(item: dict[str, Any], decimals: int | None, errors: list[ItemError],
 
 async def ingest(settings: Settings, engine: AsyncEngine, items: list[Any], *, actor: str) -> dict[str, int]:
     """Validate, then write all or nothing. Returns counts: created, updated (new version), unchanged."""
-    records = validate(settings, items)
+    book = await wallet_book(settings, engine)
+    records = validate(settings, items, registered=lambda chain_id, address: book.find(chain_id, address)
+                       is not None)
     now = datetime.now(UTC)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     async with feed.transaction(engine) as conn:

@@ -75,6 +75,18 @@ async def test_import_recon_and_audit_verify_from_the_command_line(
                               capture_output=True, text=True, timeout=120)
 
     assert settle("index", "--once").returncode == 0
+    bad_csv = tmp_path / "bad.csv"  # Unicode digits, and a wallet that is not ours: refused by row and field
+    bad_csv.write_text("source,external_id,kind,chain,token,amount,wallet,segregation,status,created_at,tx_hash,"
+                       "log_index\n"
+                       f"core,b-1,deposit,a,{usdc.address},2.5,{DEP},customer,completed,{mined_at},0x{1:064x},\u00b2\n"
+                       f"core,b-2,deposit,a,{usdc.address},\u0661\u0662.\u0665,{DEP},customer,completed,{mined_at},,\n"
+                       f"core,b-3,deposit,a,{usdc.address},2.5,{ALICE},customer,completed,{mined_at},,\n",
+                       encoding="utf-8")
+    refused = settle("records", "import", str(bad_csv))
+    assert refused.returncode == 1 and " ".join(refused.stderr.split()) == " ".join([  # however it is wrapped
+        "row 2: log_index: must be a non-negative integer",
+        "row 3: amount: must be a non-negative decimal string such as \"12.5\" (no sign, exponent or comma)",
+        "row 4: wallet: not a registered wallet on a"]), refused.stderr
     imported = settle("records", "import", str(csv), "--actor", "ops-import")
     assert imported.returncode == 0, imported.stderr
     assert "created 1" in imported.stdout

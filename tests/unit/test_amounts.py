@@ -27,6 +27,9 @@ def test_format_units(value: int, decimals: int, text: str) -> None:
 @pytest.mark.parametrize(("text", "reason"), [
     ("1.0000001", "decimal places"), ("-1", "non-negative"), ("1e6", "non-negative"), ("", "decimal string"),
     (" 1", "decimal string"), ("1.", "non-negative"), (str(MAX_UINT256 + 1), "2**256-1"), ("1,5", "non-negative"),
+    # int() and str.isdigit() take Unicode digits: a superscript, Arabic-Indic and full-width digits are not amounts
+    ("\u00b2", "non-negative"), ("\u0661\u0662.\u0665", "non-negative"), ("1.\u0665", "non-negative"),
+    ("\uff11", "non-negative"), ("1_000", "non-negative"),
 ])
 def test_parse_units_refuses(text: str, reason: str) -> None:
     with pytest.raises(ValueError, match=re.escape(reason)):
