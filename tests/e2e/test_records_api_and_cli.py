@@ -128,3 +128,38 @@ async def test_an_oversized_body_is_refused_before_it_is_read_and_nothing_is_wri
     assert small.status_code == 201
     async with engine.connect() as conn:
         assert await conn.scalar(text("SELECT count(*) FROM records")) == 1
+
+
+async def test_records_page_by_keyset_and_every_record_is_seen_once(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, database_url, [chain_a.chain_config("a")], chain_a.token_configs("a"),
+                             [wallet(DEP, "dep")])
+    app = create_app(settings, engine=engine)
+    items = [_item(chain_a, f"p-{i:02}", amount=f"{i}.5", status="pending" if i % 3 else "completed")
+             for i in range(23)]
+    async with _client(app, await bearer(engine, "ingest", "ops")) as client:
+        assert (await client.post("/v1/records", json=items)).status_code == 201
+
+        async def walk(**params: object) -> tuple[list[dict], list[int]]:
+            seen, sizes, after = [], [], None
+            while True:
+                query = {**params, **({"after": after} if after is not None else {})}
+                page = (await client.get("/v1/records", params=query)).json()
+                seen += page["items"]
+                sizes.append(len(page["items"]))
+                after = page["next_after"]
+                if after is None:
+                    return seen, sizes
+
+        every, sizes = await walk(limit=5)
+        pending, _ = await walk(limit=4, status="pending")
+        default = (await client.get("/v1/records")).json()
+        too_big = await client.get("/v1/records", params={"limit": 1001})
+        bad_after = await client.get("/v1/records", params={"after": -1})
+    assert [r["external_id"] for r in every] == [f"p-{i:02}" for i in range(23)]  # ingest order, each once
+    assert sizes == [5, 5, 5, 5, 3]
+    assert [r["amount"] for r in every[:3]] == ["0.5", "1.5", "2.5"]
+    assert [r["external_id"] for r in pending] == [f"p-{i:02}" for i in range(23) if i % 3]
+    assert len(default["items"]) == 23 and default["next_after"] is None
+    assert too_big.status_code == 422 and bad_after.status_code == 422

@@ -69,7 +69,7 @@ async def test_one_address_on_two_chains_keeps_each_chains_decimals_everywhere(
         breaks = (await client.get("/v1/breaks", params={"status": "open"})).json()["items"]
         details = [(await client.get(f"/v1/breaks/{b['id']}")).json() for b in breaks]
         queue = (await client.get("/v1/transfers/unmatched")).json()["items"]
-        records = (await client.get("/v1/records")).json()
+        records = (await client.get("/v1/records")).json()["items"]
         transfers = (await client.get("/v1/transfers", params={"wallet": DEP})).json()["items"]
         balances = (await client.get("/v1/balances", params={"wallet": DEP})).json()
         events, _ = await read_all(client, headers)
