@@ -128,8 +128,6 @@ async def transfers(
         state=state.value if state else None,
         recon_status=recon_status.value if recon_status else None,
         direction=direction.value if direction else None,
-        ours=frozenset(a for c, a in (await wallet_book(settings, engine)).our_wallets()
-                       if chain_id is None or c == chain_id) if direction and not wallet else frozenset(),
         since=since, until=until,
         after_id=_decode_cursor(cursor),
         limit=limit,
