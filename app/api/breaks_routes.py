@@ -37,11 +37,11 @@ from app.api.schemas import (
     token_ref,
 )
 from app.errors import NotFound
-from app.persistence import audit, recon_repo, records_repo, transfers_repo
+from app.persistence import audit, candidates_repo, recon_repo, records_repo, transfers_repo
 from app.resolutions import ReasonCode, approve, classify, manual_match, reopen, unmatch
 from app.settlement.model import BreakType
 from app.settlement.severity import Severity
-from app.suggestions import our_side, records_for, transfers_for
+from app.suggestions import CANDIDATE_POOL, our_side, records_for, transfers_for
 from app.wallet_book import wallet_book
 
 router = APIRouter(prefix="/v1", responses=PROBLEMS)
@@ -111,7 +111,8 @@ async def list_breaks(
     errors={**AUTH, 404: NO_BREAK}))
 async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
     """One break with its transfers and records (current versions), each with up to 3 suggested counterparts
-    among the unexplained items on the same wallet and token, and its history."""
+    among the unexplained items on the same wallet and token (drawn from the 100 nearest in time), and its
+    history."""
 
     settings, engine, now = request.app.state.settings, request.app.state.engine, datetime.now(UTC)
     ours = (await wallet_book(settings, engine)).our_wallets()
@@ -123,10 +124,12 @@ async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
         statuses = await transfers_repo.recon_statuses(conn, [t["id"] for t in transfers])
         records = await records_repo.current_by_key(conn, [tuple(k) for k in json.loads(b["record_keys"])])
         history = await recon_repo.break_events(conn, break_id)
-        wallets = sorted({(t["chain_id"], our_side(t, ours)) for t in transfers}
-                         | {(r["chain_id"], r["wallet"]) for r in records.values()})
-        free_r = await recon_repo.free_records_where(conn, wallets=wallets) if wallets else []
-        free_t = await recon_repo.free_transfers_where(conn, wallets=wallets) if wallets else []
+        free_r = await candidates_repo.free_records_near(conn, [
+            (t["chain_id"], our_side(t, ours), t["token"], t["block_time"] or t["seen_at"]) for t in transfers],
+            CANDIDATE_POOL // 2)
+        free_t = await candidates_repo.free_transfers_near(conn, [
+            (r["chain_id"], r["wallet"], r["token"], r["created_at"]) for r in records.values()],
+            CANDIDATE_POOL // 2)
     own_t, own_r = {t["id"] for t in transfers}, set(records)
     free_r = [r for r in free_r if (r["source"], r["external_id"]) not in own_r]
     free_t = [t for t in free_t if t["id"] not in own_t]
