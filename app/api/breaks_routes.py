@@ -6,10 +6,12 @@ breaks); `admin` reads and verifies the audit log. The actor recorded is the key
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from app.access import Principal, Scope
@@ -17,6 +19,7 @@ from app.api.auth import AUTH, PROBLEMS, require
 from app.api.break_schemas import (
     AuditPage,
     AuditVerification,
+    AuditVerifyProgress,
     BreakDetail,
     BreakPage,
     BreakStatusOut,
@@ -49,6 +52,7 @@ READ = Depends(require(Scope.OPS, Scope.APPROVER))
 OPS = Depends(require(Scope.OPS))
 BreakId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a break's id")]
 NO_BREAK = problem_response("no such break")
+NDJSON = "application/x-ndjson"
 
 
 class ResolveIn(BaseModel):
@@ -205,10 +209,34 @@ async def audit_entries(request: Request,
     return {"items": items, "next_after": rows[-1]["id"] if rows else after}
 
 
-@router.get("/audit/verify", dependencies=[Depends(require(Scope.ADMIN))],
-            **documented(AuditVerification, "whether the chain holds", errors=AUTH))
-async def audit_verify(request: Request) -> dict[str, Any]:
-    """Walk the hash chain (and the batch digests); name the first bad entry."""
-    async with request.app.state.engine.connect() as conn:
-        checked, bad, why = await audit.verify(conn)
-    return {"intact": bad is None, "entries": checked, "first_bad_entry": bad, "reason": why}
+@router.get("/audit/verify", dependencies=[Depends(require(Scope.ADMIN))], response_class=StreamingResponse,
+            responses={**AUTH, 200: {"description": "NDJSON, streamed: a progress line per chunk of entries "
+                                                    "checked, then the verdict (its last line)",
+                                     "content": {NDJSON: {"schema": {"oneOf": [
+                                         AuditVerifyProgress.model_json_schema(),
+                                         AuditVerification.model_json_schema()]}}}}})
+async def audit_verify(request: Request) -> StreamingResponse:
+    """Walk the hash chain (and the batch digests) in chunks of `VERIFY_CHUNK` entries, each read on its own, and
+    stream one JSON line per chunk (`checked`, `through_entry`), then the verdict naming the first bad entry:
+    the log is never held in memory whole, and the client sees progress on a long log."""
+    engine = request.app.state.engine
+
+    async def lines() -> AsyncIterator[bytes]:
+        position = audit.ChainPosition()
+        while True:
+            before = position.checked
+            async with engine.connect() as conn:
+                position, bad, why, done = await audit.verify_chunk(conn, position)
+            if bad is None and position.checked > before:
+                yield _line({"checked": position.checked, "through_entry": position.last_id})
+            if bad is not None or done:
+                yield _line({"intact": bad is None, "entries": position.checked, "first_bad_entry": bad,
+                             "reason": why})
+                return
+
+    return StreamingResponse(lines(), media_type=NDJSON)
+
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return json.dumps(value).encode() + b"\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,24 +112,52 @@ async def append_match_batch(conn: AsyncConnection, *, actor: str, rule: str, fi
                         "digest": await matches_digest(conn, first_id, last_id)})
 
 
-async def verify(conn: AsyncConnection) -> tuple[int, int | None, str | None]:
-    """Walk the chain. Returns (entries checked, id of the first bad entry or None, why). A deleted entry shows
-    as the next one's previous hash not matching; ids may have gaps (PostgreSQL sequences skip on rollback)."""
-    prev = GENESIS
-    count = 0
-    for row in await conn.execute(select(A).order_by(A.c.id)):
+VERIFY_CHUNK = 5_000
+"""Entries read per query when the chain is walked: memory stays bounded however long the log grows."""
+
+
+@dataclass(frozen=True)
+class ChainPosition:
+    """How far a walk of the chain has got: entries checked, and the last one's id and hash."""
+
+    checked: int = 0
+    last_id: int = 0
+    last_hash: str = GENESIS
+
+
+async def verify_chunk(conn: AsyncConnection, at: ChainPosition, limit: int | None = None
+                       ) -> tuple[ChainPosition, int | None, str | None, bool]:
+    """Check the next `limit` (default VERIFY_CHUNK) entries after `at`. Returns (the new position, id of the
+    first bad entry or None, why, whether the end of the log was reached). A deleted entry shows as the next
+    one's previous hash not matching; ids may have gaps (PostgreSQL sequences skip on rollback)."""
+    limit = limit or VERIFY_CHUNK
+    prev, count, last_id = at.last_hash, at.checked, at.last_id
+    rows = (await conn.execute(select(A).where(A.c.id > at.last_id).order_by(A.c.id).limit(limit))).all()
+    for row in rows:
         count += 1
         if row.prev_hash != prev:
-            return count, row.id, "previous hash does not match (an earlier entry was changed or removed)"
+            return ChainPosition(count, row.id, prev), row.id, ("previous hash does not match (an earlier entry "
+                                                                "was changed or removed)"), True
         if entry_hash(prev, row.at, row.actor, row.action, row.entity, row.before, row.after) != row.hash:
-            return count, row.id, "hash does not match the entry's content (edited)"
+            return ChainPosition(count, row.id, prev), row.id, "hash does not match the entry's content (edited)", True
         if row.entity.startswith(BATCH_PREFIX):
             batch = json.loads(row.after)
             if await matches_digest(conn, batch["first_id"], batch["last_id"]) != batch["digest"]:
-                return count, row.id, (f"matches {batch['first_id']}..{batch['last_id']} differ from the digest this "
-                                       "entry recorded (a match was edited or removed)")
-        prev = row.hash
-    return count, None, None
+                return ChainPosition(count, row.id, prev), row.id, (
+                    f"matches {batch['first_id']}..{batch['last_id']} differ from the digest this entry recorded "
+                    "(a match was edited or removed)"), True
+        prev, last_id = row.hash, row.id
+    return ChainPosition(count, last_id, prev), None, None, len(rows) < limit
+
+
+async def verify(conn: AsyncConnection) -> tuple[int, int | None, str | None]:
+    """Walk the chain, VERIFY_CHUNK entries at a time. Returns (entries checked, id of the first bad entry or
+    None, why)."""
+    position = ChainPosition()
+    while True:
+        position, bad, why, done = await verify_chunk(conn, position)
+        if bad is not None or done:
+            return position.checked, bad, why
 
 
 async def entries(conn: AsyncConnection, *, after: int = 0, limit: int = 100) -> list[dict]:
