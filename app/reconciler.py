@@ -62,11 +62,12 @@ def fingerprint(kind: str, transfer_ids: Iterable[int], record_keys: Iterable[tu
 
 
 def policy_for(settings: Settings, excluded: frozenset[tuple[int, tuple]] = frozenset()) -> Policy:
-    """The matching policy from `[recon]`; token-unit thresholds become base units per token address."""
+    """The matching policy from `[recon]`; token-unit thresholds become base units per (chain id, token address)."""
     cfg = settings.recon
 
-    def per_token(table: dict[str, str]) -> dict[str, int]:
-        return {t.address: parse_units(table[t.symbol], t.decimals) for t in settings.tokens if t.symbol in table}
+    def per_token(table: dict[str, str]) -> dict[tuple[int, str], int]:
+        return {(settings.chain(t.chain).chain_id, t.address): parse_units(table[t.symbol], t.decimals)
+                for t in settings.tokens if t.symbol in table}
 
     return Policy(window=timedelta(hours=cfg.window_hours), tolerance=per_token(cfg.tolerance),
                   dust=per_token(cfg.dust), auto_internal=cfg.auto_internal, max_combination=cfg.max_combination,
