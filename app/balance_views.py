@@ -1,15 +1,14 @@
-"""Balances per (wallet, token) as the API shows them: opening balance + indexed flows rolled forward (the pure
-`app.settlement.balances`), with the last balance check. One home for /v1/balances and /v1/wallets/{id}/status."""
+"""Balances per (wallet, token): opening balance + indexed flows rolled forward (the pure `app.settlement.balances`),
+with the last balance check. One home for /v1/balances and /v1/wallets/{id}/status (rendered by
+`app.api.balances_routes.line_out`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.api.schemas import amount_out, token_ref
 from app.persistence import balances_repo
 from app.settings import ChainConfig, Settings, TokenConfig
 from app.settlement.balances import BalanceView, Flows, roll_forward
@@ -39,7 +38,8 @@ class BalanceQuery:
 async def balance_lines(conn: AsyncConnection, settings: Settings, book: WalletBook, q: BalanceQuery
                         ) -> list[BalanceLine]:
     """Every registered wallet (active or not) x every token of its chain, filtered. A balance is None until a
-    balance check has read the pair's opening balance."""
+    balance check has read the pair's opening balance, and as of a block (or time) before the pair's opening
+    block: for a time, the opening block must be shown to be at or before it (`balances_repo.last_block_by`)."""
     now = q.block is None and q.until is None
     checks = {(c["chain_id"], c["wallet"], c["token"]): c
               for c in await balances_repo.latest_checks(conn, wallets=[q.wallet] if q.wallet else None)} \
@@ -48,6 +48,7 @@ async def balance_lines(conn: AsyncConnection, settings: Settings, book: WalletB
     for c in settings.chains:
         if q.chain is not None and c.name != q.chain:
             continue
+        as_of = q.block if q.until is None else await balances_repo.last_block_by(conn, c.chain_id, q.until)
         candidates = book.wallets_on(c.chain_id) if q.wallet is None else [
             w for w in [book.find(c.chain_id, q.wallet)] if w is not None]
         wallets = [w for w in candidates if q.segregation is None or w.segregation == q.segregation]
@@ -64,25 +65,8 @@ async def balance_lines(conn: AsyncConnection, settings: Settings, book: WalletB
                 for state, incoming, amount in flows_rows.get(w.address, []):
                     flows.add(state, amount, incoming)
                 opening = openings.get(w.address)
+                if opening is not None and not now and (as_of is None or opening[0] > as_of):
+                    opening = None  # asked about a time before the pair's opening block: unknown, not the later one
                 lines.append(BalanceLine(c, w, t, opening, roll_forward(opening[1] if opening else None, flows),
                                          checks.get((c.chain_id, w.address, t.address))))
     return lines
-
-
-def line_out(line: BalanceLine) -> dict[str, Any]:
-    w, t, view, opening, check = line.wallet, line.token, line.view, line.opening, line.check
-    return {
-        "chain": line.chain.name, "wallet": w.address, "wallet_id": w.id, "label": w.label, "kind": w.kind,
-        "segregation": w.segregation, "active": w.active,
-        "token": token_ref(t.address, t),
-        "opening": None if opening is None else {"block_number": opening[0], **amount_out(opening[1], t.decimals)},
-        "finalized": amount_out(view.finalized, t.decimals),
-        "confirmed": amount_out(view.confirmed, t.decimals),
-        "pending_in": amount_out(view.pending_in, t.decimals),
-        "pending_out": amount_out(view.pending_out, t.decimals),
-        "last_check": None if check is None else {
-            "onchain": amount_out(check["onchain_balance"], t.decimals),
-            "indexed": amount_out(check["indexed_balance"], t.decimals),
-            "difference": amount_out(check["difference"], t.decimals),
-            "block_number": check["block_number"], "block_hash": check["block_hash"],
-            "checked_at": check["checked_at"]}}

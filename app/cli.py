@@ -288,13 +288,14 @@ def records_import(
 
     from app.persistence.db import make_engine
     from app.records import MAX_BATCH, RecordsRejected, ingest
+    from app.settlement.amounts import is_digits
 
     settings = _settings(ctx)
     _upgrade(settings)
     with file.open(newline="") as handle:
         rows = [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(handle)]
     for row in rows:
-        if row.get("log_index") is not None and str(row["log_index"]).isdigit():
+        if is_digits(row.get("log_index")):  # ASCII only: anything else is refused by name below
             row["log_index"] = int(row["log_index"])
     totals = {"created": 0, "updated": 0, "unchanged": 0}
 

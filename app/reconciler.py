@@ -64,8 +64,8 @@ def fingerprint(kind: str, transfer_ids: Iterable[int], record_keys: Iterable[tu
 
 
 def policy_for(settings: Settings, excluded: frozenset[tuple[int, tuple]] = frozenset()) -> Policy:
-    """The matching policy from `[recon]`; token-unit thresholds are in base units per token address (parsed
-    and checked once, when the settings load)."""
+    """The matching policy from `[recon]`; token-unit thresholds are in base units per token (chain id, address),
+    parsed and checked once, when the settings load."""
     cfg = settings.recon
     thresholds = settings.recon_thresholds
     return Policy(window=timedelta(hours=cfg.window_hours), tolerance=thresholds.tolerance,
@@ -101,16 +101,18 @@ def _sized(settings: Settings, b: dict, transfers: dict[int, dict], records: dic
     """Add token, amount (the larger side, base units), severity and SLA due time to a break about to open."""
     sides = [sum(transfers[i]["amount"] for i in b["transfer_ids"] if i in transfers),
              sum(records[tuple(k)]["amount"] for k in b["record_keys"] if tuple(k) in records)]
-    token = next((transfers[i]["token"] for i in b["transfer_ids"] if i in transfers), None) or next(
-        (records[tuple(k)]["token"] for k in b["record_keys"] if tuple(k) in records), None)
-    configured = settings.token_by_address(token) if token else None
+    chain_id, token = next(((transfers[i]["chain_id"], transfers[i]["token"]) for i in b["transfer_ids"]
+                            if i in transfers), None) or next(
+        ((records[tuple(k)]["chain_id"], records[tuple(k)]["token"]) for k in b["record_keys"]
+         if tuple(k) in records), (None, None))
+    configured = settings.token_at(chain_id, token) if token else None
     decimals = configured.decimals if configured else 0
     times = [transfers[i]["block_time"] for i in b["transfer_ids"] if i in transfers and transfers[i]["block_time"]]
     times += [records[tuple(k)]["created_at"] for k in b["record_keys"] if tuple(k) in records]
     since = min(times, default=now)
     policy = severity_policy(settings)
     level = severity(max(sides), decimals, now - since, policy)
-    return {**b, "token": token, "amount": max(sides), "severity": level.value, "since": since,
+    return {**b, "chain_id": chain_id, "token": token, "amount": max(sides), "severity": level.value, "since": since,
             "due_at": due_at(now, level, policy)}
 
 

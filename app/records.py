@@ -14,6 +14,7 @@ reconciler, so the machine may make it again) and queues its items: the next pas
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +25,9 @@ from app.errors import SettleError
 from app.persistence import audit, feed, lock_order, recon_repo
 from app.persistence import records_repo as repo
 from app.settings import Settings
-from app.settlement.amounts import MAX_UINT256, parse_units
+from app.settlement.amounts import MAX_UINT256, is_digits, parse_units
 from app.settlement.model import RecordKind, RecordStatus
+from app.wallet_book import wallet_book
 from wallets import InvalidAddress, Segregation, to_checksum
 
 MAX_BATCH = 10_000
@@ -93,8 +95,10 @@ def _address(value: Any, name: str, errors: list[ItemError], i: int) -> str | No
         return None
 
 
-def validate(settings: Settings, items: list[Any]) -> list[dict[str, Any]]:
-    """Normalize every item or raise RecordsRejected listing every problem (nothing is written)."""
+def validate(settings: Settings, items: list[Any],
+             registered: Callable[[int, str], bool] | None = None) -> list[dict[str, Any]]:
+    """Normalize every item or raise RecordsRejected listing every problem (nothing is written).
+    `registered(chain id, address)`: whether the wallet is one of ours on that chain (the registry)."""
     if len(items) > MAX_BATCH:
         raise RecordsRejected([ItemError(-1, "records", f"{len(items)} items; at most {MAX_BATCH} per request")],
                               413, "Too many records")
@@ -126,11 +130,13 @@ def validate(settings: Settings, items: list[Any]) -> list[dict[str, Any]]:
         if _field(item, "chain", errors, i) is not None and chain is None:
             errors.append(ItemError(i, "chain", f"unknown chain (configured: {sorted(chains)})"))
         token = _address(_field(item, "token", errors, i), "token", errors, i)
-        token_cfg = next((t for t in settings.tokens if chain and t.chain == chain.name and t.address == token), None)
+        token_cfg = settings.token_at(chain.chain_id, token) if chain else None
         if token and chain and token_cfg is None:
             errors.append(ItemError(i, "token", f"not a registered token on {chain.name}"))
         amount = _amount(item, token_cfg.decimals if token_cfg else None, errors, i)
         wallet = _address(_field(item, "wallet", errors, i), "wallet", errors, i)
+        if wallet and chain and registered is not None and not registered(chain.chain_id, wallet):
+            errors.append(ItemError(i, "wallet", f"not a registered wallet on {chain.name}"))
         counterparty = _address(item.get("counterparty"), "counterparty", errors, i)
         tx_hash = item.get("tx_hash")
         if tx_hash is not None and (not isinstance(tx_hash, str) or not _TX.match(tx_hash)):
@@ -172,7 +178,7 @@ def _amount(item: dict[str, Any], decimals: int | None, errors: list[ItemError],
         errors.append(ItemError(i, "amount", "give exactly one of amount (decimal string) or amount_base_units"))
         return None
     if base is not None:
-        value = base if type(base) is int else int(base) if isinstance(base, str) and base.isdigit() else None
+        value = base if type(base) is int else int(base) if is_digits(base) else None
         if value is None or value < 0 or value > MAX_UINT256:
             errors.append(ItemError(i, "amount_base_units", "an integer in [0, 2**256-1] (number or digit string)"))
         return value
@@ -190,7 +196,9 @@ def _amount(item: dict[str, Any], decimals: int | None, errors: list[ItemError],
 
 async def ingest(settings: Settings, engine: AsyncEngine, items: list[Any], *, actor: str) -> dict[str, int]:
     """Validate, then write all or nothing. Returns counts: created, updated (new version), unchanged."""
-    records = validate(settings, items)
+    book = await wallet_book(settings, engine)
+    records = validate(settings, items, registered=lambda chain_id, address: book.find(chain_id, address)
+                       is not None)
     now = datetime.now(UTC)
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     async with feed.transaction(engine) as conn:

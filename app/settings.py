@@ -147,10 +147,11 @@ class AuditConfig(_Strict):
 
 @dataclass(frozen=True)
 class ReconThresholds:
-    """`[recon]` tolerance and dust in base units, per token address (parsed once, when settings load)."""
+    """`[recon]` tolerance and dust in base units, per token (chain id, address): parsed once, when settings
+    load."""
 
-    tolerance: Mapping[str, int]
-    dust: Mapping[str, int]
+    tolerance: Mapping[tuple[int, str], int]
+    dust: Mapping[tuple[int, str], int]
 
 
 class ApiConfig(_Strict):
@@ -226,19 +227,17 @@ class Settings(BaseSettings):
     def chain_by_id(self, chain_id: int) -> ChainConfig | None:
         return self._chains_by_id.get(chain_id)
 
-    def token_at(self, chain_id: int, address: str) -> TokenConfig | None:
-        """The token configured at this (checksummed) address on this chain."""
+    def token_at(self, chain_id: int | None, address: str | None) -> TokenConfig | None:
+        """The token configured at this (checksummed) address on this chain. There is no lookup by address
+        alone: one address can be two tokens (6 decimals on one chain, 18 on another)."""
         return self._tokens_by_chain_address.get((chain_id, address))
-
-    def token_by_address(self, address: str) -> TokenConfig | None:
-        """The first token configured at this address on any chain, for rows that name no chain (breaks)."""
-        return self._tokens_by_address.get(address)
 
     @cached_property
     def recon_thresholds(self) -> ReconThresholds:
-        def per_token(table: dict[str, str]) -> Mapping[str, int]:
-            return MappingProxyType({t.address: parse_units(table[t.symbol], t.decimals) for t in self.tokens
-                                     if t.symbol in table})
+        def per_token(table: dict[str, str]) -> Mapping[tuple[int, str], int]:
+            return MappingProxyType({(self.chain(t.chain).chain_id, t.address): parse_units(table[t.symbol],
+                                                                                            t.decimals)
+                                     for t in self.tokens if t.symbol in table})
 
         return ReconThresholds(per_token(self.recon.tolerance), per_token(self.recon.dust))
 
@@ -256,13 +255,6 @@ class Settings(BaseSettings):
     def _tokens_by_chain_address(self) -> dict[tuple[int, str], TokenConfig]:
         ids = {c.name: c.chain_id for c in self.chains}
         return {(ids[t.chain], t.address): t for t in self.tokens}
-
-    @cached_property
-    def _tokens_by_address(self) -> dict[str, TokenConfig]:
-        first: dict[str, TokenConfig] = {}
-        for t in self.tokens:
-            first.setdefault(t.address, t)
-        return first
 
     def wallets_on(self, chain: ChainConfig) -> list[Wallet]:
         """The configuration's wallets on `chain`: what the wallet registry is seeded with

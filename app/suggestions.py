@@ -7,6 +7,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
+CANDIDATE_POOL = 100
+"""Suggestions for an item are drawn from at most this many unexplained counterparts on its wallet and token:
+the half nearest before its time and the half nearest after (`app.persistence.candidates_repo`). The break detail
+and the ops queue read no more than that per item, however many free items the wallet has."""
+
 
 def our_side(t: dict, ours: Collection[tuple[int, str]]) -> str:
     """The transfer's address that is one of our wallets (the recipient when both are)."""

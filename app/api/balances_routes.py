@@ -11,8 +11,8 @@ from app.access import Scope
 from app.api import params
 from app.api.auth import AUTH, PROBLEMS, require
 from app.api.balance_schemas import Balances
-from app.api.schemas import amount_out, documented
-from app.balance_views import BalanceQuery, balance_lines, line_out
+from app.api.schemas import amount_out, documented, token_ref
+from app.balance_views import BalanceLine, BalanceQuery, balance_lines
 from app.errors import BadRequest
 from app.wallet_book import wallet_book
 
@@ -81,3 +81,23 @@ async def balances(
     return {"as_of": as_of, "items": [line_out(line) for line in lines],
             "totals_by_token": [total_out(k, v) for k, v in totals.items() if k[4] is None],
             "totals_by_segregation": [total_out(k, v) for k, v in totals.items() if k[4] is not None]}
+
+
+def line_out(line: BalanceLine) -> dict[str, Any]:
+    """A balance line as /v1/balances and /v1/wallets/{id}/status show it."""
+    w, t, view, opening, check = line.wallet, line.token, line.view, line.opening, line.check
+    return {
+        "chain": line.chain.name, "wallet": w.address, "wallet_id": w.id, "label": w.label, "kind": w.kind,
+        "segregation": w.segregation, "active": w.active,
+        "token": token_ref(t.address, t),
+        "opening": None if opening is None else {"block_number": opening[0], **amount_out(opening[1], t.decimals)},
+        "finalized": amount_out(view.finalized, t.decimals),
+        "confirmed": amount_out(view.confirmed, t.decimals),
+        "pending_in": amount_out(view.pending_in, t.decimals),
+        "pending_out": amount_out(view.pending_out, t.decimals),
+        "last_check": None if check is None else {
+            "onchain": amount_out(check["onchain_balance"], t.decimals),
+            "indexed": amount_out(check["indexed_balance"], t.decimals),
+            "difference": amount_out(check["difference"], t.decimals),
+            "block_number": check["block_number"], "block_hash": check["block_hash"],
+            "checked_at": check["checked_at"]}}

@@ -167,9 +167,21 @@ class AuditPage(BaseModel):
         "hash": "1b7c0e9d3a5f2e8b4c6d0a1f9e3b7c5d2a8f4e6b0c9d1a3f5e7b2c4d6a8f0e1b"}], "next_after": 311})
 
 
+class AuditVerifyProgress(BaseModel):
+    """A line of GET /v1/audit/verify's stream: how far the walk has got."""
+
+    checked: int = Field(description="entries checked so far")
+    through_entry: int = Field(description="the last entry checked")
+    model_config = examples({"checked": 5000, "through_entry": 5000})
+
+
 class AuditVerification(BaseModel):
+    """The last line of GET /v1/audit/verify's stream."""
+
     intact: bool
     entries: int = Field(description="entries checked")
     first_bad_entry: int | None = Field(description="the first entry whose hash or link does not hold")
     reason: str | None
-    model_config = examples({"intact": True, "entries": 312, "first_bad_entry": None, "reason": None})
+    # no nulls in the example: the stream's schema is inline, and FastAPI drops null members of inline examples
+    model_config = examples({"intact": False, "entries": 312, "first_bad_entry": 312,
+                             "reason": "hash does not match the entry's content (edited)"})

@@ -6,10 +6,12 @@ breaks); `admin` reads and verifies the audit log. The actor recorded is the key
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from app.access import Principal, Scope
@@ -17,6 +19,7 @@ from app.api.auth import AUTH, PROBLEMS, require
 from app.api.break_schemas import (
     AuditPage,
     AuditVerification,
+    AuditVerifyProgress,
     BreakDetail,
     BreakPage,
     BreakStatusOut,
@@ -37,11 +40,11 @@ from app.api.schemas import (
     token_ref,
 )
 from app.errors import NotFound
-from app.persistence import audit, recon_repo, records_repo, transfers_repo
+from app.persistence import audit, candidates_repo, recon_repo, records_repo, transfers_repo
 from app.resolutions import ReasonCode, approve, classify, manual_match, reopen, unmatch
 from app.settlement.model import BreakType
 from app.settlement.severity import Severity
-from app.suggestions import our_side, records_for, transfers_for
+from app.suggestions import CANDIDATE_POOL, our_side, records_for, transfers_for
 from app.wallet_book import wallet_book
 
 router = APIRouter(prefix="/v1", responses=PROBLEMS)
@@ -49,6 +52,7 @@ READ = Depends(require(Scope.OPS, Scope.APPROVER))
 OPS = Depends(require(Scope.OPS))
 BreakId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a break's id")]
 NO_BREAK = problem_response("no such break")
+NDJSON = "application/x-ndjson"
 
 
 class ResolveIn(BaseModel):
@@ -72,7 +76,7 @@ class MatchIn(BaseModel):
 
 
 def break_out(settings: Any, b: dict, now: datetime) -> dict[str, Any]:
-    token = settings.token_by_address(b["token"]) if b["token"] is not None else None
+    token = settings.token_at(b["chain_id"], b["token"])
     since = b["since"] or b["opened_at"]
     return {"id": b["id"], "type": b["type"], "status": b["status"], "severity": b["severity"],
             "token": None if b["token"] is None else token_ref(b["token"], token),
@@ -112,7 +116,8 @@ async def list_breaks(
     errors={**AUTH, 404: NO_BREAK}))
 async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
     """One break with its transfers and records (current versions), each with up to 3 suggested counterparts
-    among the unexplained items on the same wallet and token, and its history."""
+    among the unexplained items on the same wallet and token (drawn from the 100 nearest in time), and its
+    history."""
 
     settings, engine, now = request.app.state.settings, request.app.state.engine, datetime.now(UTC)
     ours = (await wallet_book(settings, engine)).our_wallets()
@@ -124,10 +129,12 @@ async def get_break(request: Request, break_id: BreakId) -> dict[str, Any]:
         statuses = await transfers_repo.recon_statuses(conn, [t["id"] for t in transfers])
         records = await records_repo.current_by_key(conn, [tuple(k) for k in json.loads(b["record_keys"])])
         history = await recon_repo.break_events(conn, break_id)
-        wallets = sorted({(t["chain_id"], our_side(t, ours)) for t in transfers}
-                         | {(r["chain_id"], r["wallet"]) for r in records.values()})
-        free_r = await recon_repo.free_records_where(conn, wallets=wallets) if wallets else []
-        free_t = await recon_repo.free_transfers_where(conn, wallets=wallets) if wallets else []
+        free_r = await candidates_repo.free_records_near(conn, [
+            (t["chain_id"], our_side(t, ours), t["token"], t["block_time"] or t["seen_at"]) for t in transfers],
+            CANDIDATE_POOL // 2)
+        free_t = await candidates_repo.free_transfers_near(conn, [
+            (r["chain_id"], r["wallet"], r["token"], r["created_at"]) for r in records.values()],
+            CANDIDATE_POOL // 2)
     own_t, own_r = {t["id"] for t in transfers}, set(records)
     free_r = [r for r in free_r if (r["source"], r["external_id"]) not in own_r]
     free_t = [t for t in free_t if t["id"] not in own_t]
@@ -207,10 +214,36 @@ async def audit_entries(request: Request,
     return {"items": items, "next_after": rows[-1]["id"] if rows else after}
 
 
-@router.get("/audit/verify", dependencies=[Depends(require(Scope.ADMIN))],
-            **documented(AuditVerification, "whether the chain holds", errors=AUTH))
-async def audit_verify(request: Request) -> dict[str, Any]:
-    """Walk the hash chain (and the batch digests); name the first bad entry."""
-    async with request.app.state.engine.connect() as conn:
-        checked, bad, why = await audit.verify(conn)
-    return {"intact": bad is None, "entries": checked, "first_bad_entry": bad, "reason": why}
+@router.get("/audit/verify", dependencies=[Depends(require(Scope.ADMIN))], response_class=StreamingResponse,
+            responses={**AUTH, 200: {"description": "NDJSON, streamed: a progress line per chunk of entries "
+                                                    "checked, then the verdict (its last line)",
+                                     "content": {NDJSON: {"schema": {"oneOf": [
+                                         AuditVerifyProgress.model_json_schema(),
+                                         AuditVerification.model_json_schema()]}}}}})
+async def audit_verify(request: Request) -> StreamingResponse:
+    """Walk the hash chain (and the batch digests) in chunks of `VERIFY_CHUNK` entries, each read on its own, and
+    stream one JSON line per chunk (`checked`, `through_entry`), then the verdict naming the first bad entry:
+    the log is never held in memory whole, and the client sees progress on a long log. The end is held against
+    the audit head, as `settle audit verify` does."""
+    engine = request.app.state.engine
+
+    async def lines() -> AsyncIterator[bytes]:
+        async with engine.connect() as conn:
+            walk = audit.Walk(await audit.read_head(conn))
+        while True:
+            before = walk.position.checked
+            async with engine.connect() as conn:
+                done = await walk.step(conn)
+            if walk.bad is None and walk.position.checked > before:
+                yield _line({"checked": walk.position.checked, "through_entry": walk.position.last_id})
+            if done:
+                checked, bad, why = walk.result
+                yield _line({"intact": bad is None, "entries": checked, "first_bad_entry": bad, "reason": why})
+                return
+
+    return StreamingResponse(lines(), media_type=NDJSON)
+
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return json.dumps(value).encode() + b"\n"

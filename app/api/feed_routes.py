@@ -71,9 +71,7 @@ class _Renderer:
                 "recorded_at": r[C.recorded_at], "object": self._render[type_.split(".", 1)[0]](r)}
 
     def _token(self, chain_id: int | None, address: str) -> dict[str, Any]:
-        settings = self.settings
-        return token_ref(address, settings.token_at(chain_id, address) if chain_id is not None
-                         else settings.token_by_address(address))
+        return token_ref(address, self.settings.token_at(chain_id, address))
 
     def transfer(self, r: Any) -> dict[str, Any]:
         """The transfer in the block the event names; an orphaning names the block it left (time unknown)."""
@@ -104,7 +102,7 @@ class _Renderer:
 
     def break_(self, r: Any) -> dict[str, Any]:
         resolved = r[C.type] == "break.resolved"
-        token = self._token(None, r[C.b_token]) if r[C.b_token] else None  # breaks name the token, not the chain
+        token = self._token(r[C.b_chain_id], r[C.b_token]) if r[C.b_token] else None
         amount = amount_out(r[C.b_amount] if token else None, token["decimals"] if token else None)
         return {"id": r[C.entity_id], "type": r[C.b_type], "status": r[C.state], "token": token, **amount,
                 "since": r[C.b_since], "opened_at": r[C.b_opened_at],

@@ -26,7 +26,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
-            if declared.isdigit() and int(declared) > self.max_bytes:
+            if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
                 await self._refuse(send)
                 return
             await self.app(scope, receive, send)  # the server stops at the declared length

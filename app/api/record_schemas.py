@@ -48,6 +48,12 @@ class RecordOut(RecordCore):
     model_config = examples(RECORD_EXAMPLE)
 
 
+class RecordPage(BaseModel):
+    items: list[RecordOut] = Field(description="in ingest order")
+    next_after: int | None = Field(description="pass as `after` for the next page; null at the end")
+    model_config = examples({"items": [RECORD_EXAMPLE], "next_after": None})
+
+
 class RecordVersionBody(RecordCore):
     """A version as received and stored (canonical JSON)."""
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from app.access import Principal, Scope
 from app.api.auth import AUTH, PROBLEMS, require
 from app.api.problems import problem_response
-from app.api.record_schemas import IngestCounts, RecordDetail, RecordOut
+from app.api.record_schemas import IngestCounts, RecordDetail, RecordPage
 from app.api.schemas import amount_out, documented
 from app.errors import NotFound
 from app.persistence import records_repo
@@ -44,18 +44,25 @@ async def post_records(
 
 def record_out(settings: Any, r: dict) -> dict[str, Any]:
     """A record's current version as every view shows it (amount in token units and in base units)."""
-    token = settings.token_by_address(r["token"])
+    token = settings.token_at(r["chain_id"], r["token"])
     return {**{k: v for k, v in r.items() if k not in ("id", "amount")},
             **amount_out(r["amount"], token.decimals if token else None)}
 
 
 @router.get("/records", dependencies=[Depends(require(Scope.OPS, Scope.INGEST))],
-            **documented(list[RecordOut], "the current version of every record", errors=AUTH))
-async def list_records(request: Request, status: Annotated[RecordStatus | None, Query()] = None) -> list[dict]:
-    """Every record's current version in ingest order, optionally only those with `status`."""
+            **documented(RecordPage, "a page of records (current versions)", errors=AUTH))
+async def list_records(
+    request: Request,
+    status: Annotated[RecordStatus | None, Query()] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="`next_after` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Records' current versions in ingest order, optionally only those with `status`; `next_after` pages on."""
     async with request.app.state.engine.connect() as conn:
-        rows = await records_repo.all_current(conn, status.value if status else None)
-    return [record_out(request.app.state.settings, r) for r in rows]
+        rows = await records_repo.page_current(conn, status=status.value if status else None, after_id=after,
+                                               limit=limit)
+    return {"items": [record_out(request.app.state.settings, r) for r in rows],
+            "next_after": rows[-1]["id"] if len(rows) == limit else None}
 
 
 @router.get("/records/{source}/{external_id}", dependencies=[Depends(require(Scope.OPS, Scope.INGEST))],

@@ -27,10 +27,10 @@ from app.api.schemas import (
     token_ref,
 )
 from app.errors import BadRequest, NotFound
-from app.persistence import recon_repo
+from app.persistence import candidates_repo, recon_repo
 from app.persistence import transfers_repo as repo
 from app.settings import Settings
-from app.suggestions import our_side, records_for
+from app.suggestions import CANDIDATE_POOL, our_side, records_for
 from app.wallet_book import wallet_book
 from chains.redaction import redact_url
 from chains.types import ChainState, TransferState
@@ -128,8 +128,6 @@ async def transfers(
         state=state.value if state else None,
         recon_status=recon_status.value if recon_status else None,
         direction=direction.value if direction else None,
-        ours=frozenset(a for c, a in (await wallet_book(settings, engine)).our_wallets()
-                       if chain_id is None or c == chain_id) if direction and not wallet else frozenset(),
         since=since, until=until,
         after_id=_decode_cursor(cursor),
         limit=limit,
@@ -151,15 +149,16 @@ async def unmatched_transfers(
 ) -> dict:
     """The ops queue: confirmed transfers no record explains (open `unmatched_transfer` breaks), oldest first,
     with age, severity, SLA due time, and up to 3 suggested records: unexplained records on the same wallet and
-    token, closest in amount, then in time."""
+    token, closest in amount, then in time, among the 100 nearest in time."""
     settings, engine = _ctx(request)
     after = _decode_queue_cursor(cursor)
     now = datetime.now(UTC)
     ours = (await wallet_book(settings, engine)).our_wallets()
     async with engine.connect() as conn:
         rows = await recon_repo.unmatched_queue(conn, after=after, limit=limit)
-        sides = sorted({(r["chain_id"], our_side(r, ours)) for r in rows})
-        records = await recon_repo.free_records_where(conn, wallets=sides) if sides else []
+        records = await candidates_repo.free_records_near(conn, [
+            (r["chain_id"], our_side(r, ours), r["token"], r["block_time"] or r["seen_at"]) for r in rows],
+            CANDIDATE_POOL // 2)
     items = [{"break_id": r["break_id"], "severity": r["severity"],
               "age_seconds": int((now - (r["since"] or r["block_time"] or r["seen_at"])).total_seconds()),
               "due_at": r["due_at"], "overdue": r["due_at"] is not None and now > r["due_at"],

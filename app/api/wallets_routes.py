@@ -12,13 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from app.access import Principal, Scope
 from app.api import params
 from app.api.auth import AUTH, PROBLEMS, require
+from app.api.balances_routes import line_out
 from app.api.breaks_routes import break_out
 from app.api.limits import TOO_LARGE
 from app.api.problems import problem_response
 from app.api.routes import transfer_out
 from app.api.schemas import amount_out, documented
 from app.api.wallet_schemas import WALLET_EXAMPLE, GasOut, WalletList, WalletOut, WalletStatusOut
-from app.balance_views import BalanceQuery, balance_lines, line_out
+from app.balance_views import BalanceQuery, balance_lines
 from app.errors import BadRequest, NotFound
 from app.persistence import recon_repo, transfers_repo
 from app.settings import Settings

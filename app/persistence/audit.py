@@ -181,44 +181,99 @@ async def append_match_batch(conn: AsyncConnection, *, actor: str, rule: str, fi
                         "digest": await matches_digest(conn, first_id, last_id)})
 
 
+VERIFY_CHUNK = 5_000
+"""Entries read per query when the chain is walked: memory stays bounded however long the log grows."""
+
+
+@dataclass(frozen=True)
+class ChainPosition:
+    """How far a walk of the chain has got: entries checked, and the last one's id and hash."""
+
+    checked: int = 0
+    last_id: int = 0
+    last_hash: str = GENESIS
+
+
+class Walk:
+    """A verification of the chain, one chunk (`step`) at a time, each on any connection: the links and batch
+    digests, then (`finish`) its end held against the head read when the walk began (and `anchor`, a head kept
+    outside the database). A deleted entry shows as the next one's previous hash not matching; deleted last
+    entries as the log ending before the head, named by their sequence numbers (1-based, gapless; ids may have
+    gaps: PostgreSQL sequences skip on rollback). Entries appended while the walk runs are not a fault."""
+
+    def __init__(self, head: Head | None, anchor: Head | None = None) -> None:
+        self.head, self.anchor = head, anchor
+        self.position = ChainPosition()
+        self.bad: int | None = None
+        self.why: str | None = None
+        self._marks = {h.seq for h in (head, anchor) if h is not None}
+        self._hash_at: dict[int, tuple[int, str]] = {0: (0, GENESIS)}
+
+    @property
+    def result(self) -> tuple[int, int | None, str | None]:
+        return self.position.checked, self.bad, self.why
+
+    async def step(self, conn: AsyncConnection) -> bool:
+        """Check the next VERIFY_CHUNK entries; True when the walk is over (a fault, or the end of the log)."""
+        limit = VERIFY_CHUNK
+        at = self.position
+        prev, count, last_id = at.last_hash, at.checked, at.last_id
+        rows = (await conn.execute(select(A).where(A.c.id > at.last_id).order_by(A.c.id).limit(limit))).all()
+        for row in rows:
+            count += 1
+            self.position = ChainPosition(count, row.id, prev)
+            if row.prev_hash != prev:
+                gap = f"after entry id {last_id} " if last_id else ""
+                return self._fail(row.id, f"previous hash does not match: entries {gap}before id {row.id} were "
+                                          "removed, or an earlier entry was changed")
+            if entry_hash(prev, row.at, row.actor, row.action, row.entity, row.before, row.after) != row.hash:
+                return self._fail(row.id, "hash does not match the entry's content (edited)")
+            if row.entity.startswith(BATCH_PREFIX):
+                batch = json.loads(row.after)
+                if await matches_digest(conn, batch["first_id"], batch["last_id"]) != batch["digest"]:
+                    return self._fail(row.id, f"matches {batch['first_id']}..{batch['last_id']} differ from the "
+                                              "digest this entry recorded (a match was edited or removed)")
+            if count in self._marks:
+                self._hash_at[count] = (row.id, row.hash)
+            prev, last_id = row.hash, row.id
+        self.position = ChainPosition(count, last_id, prev)
+        if len(rows) < limit:
+            await self._finish(conn)
+            return True
+        return False
+
+    def _fail(self, bad: int, why: str) -> bool:
+        self.bad, self.why = bad, why
+        return True
+
+    async def _finish(self, conn: AsyncConnection) -> None:
+        count, last_id = self.position.checked, self.position.last_id or None
+        if self.anchor is not None and (problem := _against(self.anchor, "the anchored head", count, last_id,
+                                                            self._hash_at)):
+            self.bad, self.why = problem
+            return
+        if self.head is None:
+            self.bad, self.why = last_id or 0, (f"the audit head (table audit_head) is missing; the log holds {count} "
+                                                "entries")
+            return
+        if problem := _against(self.head, "the head", count, last_id, self._hash_at):
+            self.bad, self.why = problem
+            return
+        now = await read_head(conn)  # the head as the walk ends: appends meanwhile moved it on
+        if now is not None and count > now.seq:
+            first = await conn.scalar(select(A.c.id).order_by(A.c.id).offset(now.seq).limit(1))
+            self.bad, self.why = first, (f"entries {now.seq + 1}..{count} (from id {first}) are not in the head, "
+                                         f"which says {now.seq}: written around the audit log")
+        elif now is not None and count == now.seq and now.hash != self.position.last_hash:
+            self.bad, self.why = last_id, (f"entry {count} (id {last_id}) is not the head ({now.hash[:16]}...)")
+
+
 async def verify(conn: AsyncConnection, *, anchor: Head | None = None) -> tuple[int, int | None, str | None]:
-    """Walk the chain, then hold its end against the head (and against `anchor`, a head kept outside the
-    database). Returns (entries checked, id of the first bad entry or None, why). A deleted entry shows as the
-    next one's previous hash not matching; deleted last entries as the log ending before the head, named by
-    their sequence numbers (1-based, gapless; ids may have gaps: PostgreSQL sequences skip on rollback)."""
-    head = await read_head(conn)
-    prev = GENESIS
-    count = 0
-    last_id: int | None = None
-    wanted = {h.seq for h in (head, anchor) if h is not None}
-    hash_at: dict[int, tuple[int, str]] = {0: (0, GENESIS)}
-    for row in await conn.execute(select(A).order_by(A.c.id)):
-        count += 1
-        if row.prev_hash != prev:
-            gap = f"after entry id {last_id} " if last_id is not None else ""
-            return count, row.id, (f"previous hash does not match: entries {gap}before id {row.id} were removed, "
-                                   "or an earlier entry was changed")
-        if entry_hash(prev, row.at, row.actor, row.action, row.entity, row.before, row.after) != row.hash:
-            return count, row.id, "hash does not match the entry's content (edited)"
-        if row.entity.startswith(BATCH_PREFIX):
-            batch = json.loads(row.after)
-            if await matches_digest(conn, batch["first_id"], batch["last_id"]) != batch["digest"]:
-                return count, row.id, (f"matches {batch['first_id']}..{batch['last_id']} differ from the digest this "
-                                       "entry recorded (a match was edited or removed)")
-        if count in wanted or (head is not None and count == head.seq + 1):
-            hash_at[count] = (row.id, row.hash)
-        prev, last_id = row.hash, row.id
-    if anchor is not None and (problem := _against(anchor, "the anchored head", count, last_id, hash_at)):
-        return count, *problem
-    if head is None:
-        return count, last_id or 0, f"the audit head (table audit_head) is missing; the log holds {count} entries"
-    if problem := _against(head, "the head", count, last_id, hash_at):
-        return count, *problem
-    if count > head.seq:
-        first = hash_at[head.seq + 1][0]
-        return count, first, (f"entries {head.seq + 1}..{count} (from id {first}) are not in the head, which says "
-                              f"{head.seq}: written around the audit log")
-    return count, None, None
+    """The whole walk on one connection. Returns (entries checked, id of the first bad entry or None, why)."""
+    walk = Walk(await read_head(conn), anchor)
+    while not await walk.step(conn):
+        pass
+    return walk.result
 
 
 def _against(head: Head, name: str, count: int, last_id: int | None,
@@ -236,7 +291,6 @@ def _against(head: Head, name: str, count: int, last_id: int | None,
         return entry_id, (f"entry {head.seq} (id {entry_id}) is not {name} ({head.hash[:16]}...): entries up to it "
                           "were replaced")
     return None
-
 
 async def entries(conn: AsyncConnection, *, after: int = 0, limit: int = 100) -> list[dict]:
     rows = await conn.execute(select(A).where(A.c.id > after).order_by(A.c.id).limit(limit))

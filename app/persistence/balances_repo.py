@@ -9,13 +9,14 @@ from datetime import datetime
 from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.persistence.tables import BalanceCheck, OpeningBalance, Transfer
+from app.persistence.tables import BalanceCheck, Block, OpeningBalance, Transfer
 from app.persistence.upsert import insert_for
 from chains.types import TransferState
 
 T = Transfer.__table__
 OB = OpeningBalance.__table__
 BC = BalanceCheck.__table__
+B = Block.__table__
 
 
 async def net_flows(
@@ -104,3 +105,15 @@ async def flows_by_state(conn: AsyncConnection, chain_id: int, token: str, first
                 amount = int(amounts) if pg else sum(int(x) for x in str(amounts).split(","))
                 out[address].append((state, bool(incoming), amount))
     return dict(out)
+
+
+async def last_block_by(conn: AsyncConnection, chain_id: int, until: datetime) -> int | None:
+    """The highest block of the chain known to be at or before time `until`: from the stored block window and
+    the live transfers' block times (block times never decrease along a chain). None if nothing stored shows
+    one; a block above it may still be earlier, but nothing proves it."""
+    by_block = select(func.max(B.c.number)).where(B.c.chain_id == chain_id, B.c.timestamp <= int(until.timestamp()))
+    by_transfer = select(func.max(T.c.block_number)).where(
+        T.c.chain_id == chain_id, T.c.state != TransferState.ORPHANED.value, T.c.block_time <= until)
+    found = [await conn.scalar(by_block), await conn.scalar(by_transfer)]
+    known = [int(n) for n in found if n is not None]
+    return max(known) if known else None

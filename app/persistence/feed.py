@@ -187,7 +187,8 @@ def _joined():  # type: ignore[no-untyped-def]
                M.c.created_at.label("m_created_at"), M.c.created_by.label("m_created_by"),
                M.c.removed_at.label("m_removed_at"), M.c.removed_by.label("m_removed_by"),
                M.c.removed_reason.label("m_removed_reason"),
-               BR.c.type.label("b_type"), BR.c.token.label("b_token"), BR.c.amount.label("b_amount"),
+               BR.c.type.label("b_type"), BR.c.chain_id.label("b_chain_id"), BR.c.token.label("b_token"),
+               BR.c.amount.label("b_amount"),
                BR.c.since.label("b_since"), BR.c.opened_at.label("b_opened_at"),
                BR.c.transfer_ids.label("b_transfer_ids"), BR.c.record_keys.label("b_record_keys"),
                BR.c.facts.label("b_facts")]

@@ -48,7 +48,7 @@ async def foreign_record_wallets(conn: AsyncConnection, ours: frozenset[tuple[in
 
 
 async def match_unique_pairs(conn: AsyncConnection, *, system: str, now: datetime, window: timedelta,
-                             tolerance: Mapping[str, int], finalized_only: frozenset[int],
+                             tolerance: Mapping[tuple[int, str], int], finalized_only: frozenset[int],
                              foreign: set[tuple[int, str]], excluded: frozenset[tuple[int, tuple[str, str]]],
                              timings: dict[str, float] | None = None) -> list[tuple[str, int, int]]:
     """Write the tx-hash pairs, then the deposit-address pairs. Returns (rule, first match id, last match id) per
@@ -70,17 +70,18 @@ async def match_unique_pairs(conn: AsyncConnection, *, system: str, now: datetim
         await conn.execute(text("INSERT INTO recon_foreign (chain_id, wallet) VALUES (:c, :w)"),
                            [{"c": c, "w": w} for c, w in sorted(foreign)])
     params: dict[str, object] = {"system": system}
-    tol = {token: amount for token, amount in tolerance.items() if amount}
-    params |= {f"tol_tok{i}": token for i, token in enumerate(sorted(tol))}
+    tol = {token: amount for token, amount in tolerance.items() if amount}  # (chain id, address): base units
+    params |= {f"tol_chain{i}": chain_id for i, (chain_id, _) in enumerate(sorted(tol))}
+    params |= {f"tol_tok{i}": token for i, (_, token) in enumerate(sorted(tol))}
     params |= {f"tol_amt{i}": str(tol[token]) if not pg else tol[token] for i, token in enumerate(sorted(tol))}
-    tol_case = ("CASE r.token " + " ".join(f"WHEN :tol_tok{i} THEN :tol_amt{i}" for i in range(len(tol)))
+    tol_token = [f"(r.chain_id = :tol_chain{i} AND r.token = :tol_tok{i})" for i in range(len(tol))]
+    tol_case = ("CASE " + " ".join(f"WHEN {where} THEN :tol_amt{i}" for i, where in enumerate(tol_token))
                 + " ELSE 0 END") if tol else "0"
     if pg:
         amount_superset = f"abs(t.amount - r.amount) <= {tol_case}" if tol else "t.amount = r.amount"
         amount_exact = amount_superset
     else:  # decimal text: exact equality only; with a tolerance, count every amount as a candidate
-        amount_superset = "r.token IN (" + ", ".join(f":tol_tok{i}" for i in range(len(tol))) + \
-            ") OR t.amount = r.amount" if tol else "t.amount = r.amount"
+        amount_superset = " OR ".join([*tol_token, "t.amount = r.amount"])
         amount_exact = "t.amount = r.amount"
     matchable = "(t.state = 'finalized' OR t.state = 'confirmed'" + (
         " AND t.chain_id NOT IN (" + ", ".join(str(int(c)) for c in sorted(finalized_only)) + "))"

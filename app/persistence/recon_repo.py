@@ -259,7 +259,8 @@ async def open_breaks_many(conn: AsyncConnection, breaks: list[dict[str, Any]], 
         chunk = breaks[i:i + 5000]
         new = await reserve_ids(conn, "breaks", len(chunk))
         rows = [{"id": bid, "type": b["type"], "status": "open", "fingerprint": b["fingerprint"],
-                 "token": b.get("token"), "amount": b.get("amount"), "severity": b.get("severity", "low"),
+                 "chain_id": b.get("chain_id"), "token": b.get("token"), "amount": b.get("amount"),
+                 "severity": b.get("severity", "low"),
                  "due_at": b.get("due_at"),
                  "since": b.get("since"),
                  "transfer_ids": dumps(sorted(b["transfer_ids"])),

@@ -48,6 +48,17 @@ async def versions(conn: AsyncConnection, source: str, external_id: str) -> list
     return [dict(r) for r in rows.mappings()]
 
 
+async def page_current(conn: AsyncConnection, *, status: str | None = None, after_id: int | None = None,
+                       limit: int = 100) -> list[dict]:
+    """Current versions in ingest (id) order after `after_id` (keyset), at most `limit`."""
+    stmt = select(RC).order_by(RC.c.id).limit(limit)
+    if status is not None:
+        stmt = stmt.where(RC.c.status == status)
+    if after_id is not None:
+        stmt = stmt.where(RC.c.id > after_id)
+    return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
 async def all_current(conn: AsyncConnection, status: str | None = None) -> list[dict]:
     stmt = select(RC).order_by(RC.c.id)
     if status is not None:

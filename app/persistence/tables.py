@@ -273,6 +273,7 @@ class BreakRow(SQLModel, table=True):
     transfer_ids: str
     record_keys: str
     facts: str
+    chain_id: int | None = Field(default=None, sa_column=Column(BigInt(), nullable=True))  # the token's chain
     token: str | None = None
     amount: int | None = Field(default=None, sa_column=Column(ExactInt(), nullable=True))
     severity: str = "low"

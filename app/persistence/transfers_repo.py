@@ -17,6 +17,7 @@ from app.persistence.tables import (
     Reorg,
     Transfer,
     TransferClassification,
+    WalletRow,
 )
 
 T = Transfer.__table__
@@ -26,6 +27,7 @@ ML = MatchLink.__table__
 TC = TransferClassification.__table__
 BL = BreakLink.__table__
 BR = BreakRow.__table__
+W = WalletRow.__table__
 
 RECON_STATUSES = ("matched", "explained", "unmatched", "pending")
 """matched: an active match holds it; explained: classified (internal, noise, a person's reason) and not matched;
@@ -62,8 +64,7 @@ class TransferQuery:
     wallet: str | None = None
     state: str | None = None
     recon_status: str | None = None
-    direction: str | None = None  # in | out | internal, relative to `wallet`, or else to `ours`
-    ours: frozenset[str] = frozenset()  # our wallet addresses on the chain(s) asked about
+    direction: str | None = None  # in | out | internal, relative to `wallet`, or else to the wallet registry
     since: datetime | None = None  # block time, inclusive
     until: datetime | None = None  # block time, exclusive
     after_id: int = 0
@@ -96,8 +97,9 @@ async def list_transfers(conn: AsyncConnection, q: TransferQuery) -> list[dict]:
 def _direction_clause(q: TransferQuery):  # type: ignore[no-untyped-def]
     if q.wallet is not None:
         to_us, from_us = T.c.recipient == q.wallet, T.c.sender == q.wallet
-    else:
-        to_us, from_us = T.c.recipient.in_(sorted(q.ours)), T.c.sender.in_(sorted(q.ours))
+    else:  # the registry joined in SQL, on the transfer's own chain: no parameter per wallet (there may be 50,000)
+        to_us = exists().where(W.c.chain_id == T.c.chain_id, W.c.address == T.c.recipient)
+        from_us = exists().where(W.c.chain_id == T.c.chain_id, W.c.address == T.c.sender)
     return {"in": and_(to_us, not_(from_us)), "out": and_(from_us, not_(to_us)),
             "internal": and_(to_us, from_us)}[q.direction]  # type: ignore[index]
 

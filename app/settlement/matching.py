@@ -126,7 +126,7 @@ def _side_ok(t: TransferFact, r: RecordFact) -> bool:
 
 
 def _amount_ok(t: TransferFact, r: RecordFact, policy: Policy) -> bool:
-    return abs(t.amount - r.amount) <= policy.tolerance.get(r.token, 0)
+    return abs(t.amount - r.amount) <= policy.tolerance.get((r.chain_id, r.token), 0)
 
 
 def _details_ok(t: TransferFact, r: RecordFact) -> bool:
@@ -345,7 +345,7 @@ def _noise(st: _State, now: datetime) -> list[Flag]:
     for t in free:
         if t.amount == 0:
             flags.append(Flag(t.id, "zero_value"))
-        elif t.amount < st.policy.dust.get(t.token, 0) and t.sender not in known:
+        elif t.amount < st.policy.dust.get((t.chain_id, t.token), 0) and t.sender not in known:
             flags.append(Flag(t.id, "dust"))
         other = others[t.id]
         if shapes.get(lookalike_shape(other), set()) - {other}:

@@ -75,11 +75,12 @@ class RecordFact:
 
 @dataclass(frozen=True)
 class Policy:
-    """Matching policy. `tolerance` and `dust` are per token address, in base units."""
+    """Matching policy. `tolerance` and `dust` are per token, (chain id, address), in base units: one address
+    can be two tokens with different decimals on two chains."""
 
     window: timedelta = timedelta(hours=6)
-    tolerance: Mapping[str, int] = field(default_factory=dict)
-    dust: Mapping[str, int] = field(default_factory=dict)
+    tolerance: Mapping[tuple[int, str], int] = field(default_factory=dict)
+    dust: Mapping[tuple[int, str], int] = field(default_factory=dict)
     auto_internal: bool = True
     max_combination: int = 5
     unmatched_grace: timedelta = timedelta(hours=1)

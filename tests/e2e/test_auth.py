@@ -65,6 +65,7 @@ def _settings(tmp_path: Path, url: str) -> Settings:
 async def test_every_endpoint_answers_401_403_or_success_by_key_and_scope(engine: AsyncEngine, database_url: str,
                                                                         tmp_path: Path) -> None:
     app = create_app(_settings(tmp_path, database_url), engine=engine)
+    assert uncovered(app) == set(), "routes of the app with no row in ENDPOINTS"
     keys = {scope: await create_key(engine, name=f"only-{scope.value}", scopes=[scope], actor="test")
             for scope in Scope}
     revoked = await create_key(engine, name="gone", scopes=list(Scope), actor="test")
@@ -95,6 +96,58 @@ async def test_every_endpoint_answers_401_403_or_success_by_key_and_scope(engine
     async with engine.connect() as conn:  # the actor of the ingest is the key's name
         actors = set((await conn.execute(text("SELECT actor FROM record_versions"))).scalars())
     assert actors == {"only-ingest"}
+
+
+PUBLIC = {("GET", "/v1/health")}  # the only route any caller may call without a key
+DOCS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+def _routes(app: object) -> dict[tuple[str, str], object]:
+    """Every (method, path) the app serves, from `app.routes` (included routers expanded), and its route."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    out: dict[tuple[str, str], object] = {}
+    for context in iter_route_contexts(app.routes):  # type: ignore[attr-defined]
+        route = context.original_route
+        if context.path in DOCS:
+            continue
+        assert isinstance(route, APIRoute), f"{context.path}: not an API route; the matrix cannot check it"
+        out |= {(method, str(context.path)): route for method in route.methods - {"HEAD"}}
+    return out
+
+
+def uncovered(app: object) -> set[tuple[str, str]]:
+    """Routes of the app that no row of ENDPOINTS calls (a row's URL is matched as Starlette would, in order)."""
+    from starlette.routing import compile_path
+
+    routes = _routes(app)
+    patterns = [(key, compile_path(key[1])[0]) for key in routes]
+    called = set()
+    for method, url, *_ in ENDPOINTS:
+        hit = next((key for key, regex in patterns if key[0] == method and regex.match(url.split("?")[0])), None)
+        assert hit is not None, f"{method} {url}: a row of ENDPOINTS that matches no route of the app"
+        called.add(hit)
+    return set(routes) - called
+
+
+def unguarded(app: object) -> set[tuple[str, str]]:
+    """Routes (but the public ones) whose dependencies include no `require(...)` scope check."""
+    def checks(dependant: object) -> bool:
+        return any(getattr(d.call, "__name__", "").startswith("require_") or checks(d)
+                   for d in dependant.dependencies)  # type: ignore[attr-defined]
+
+    return {key for key, route in _routes(app).items()
+            if key not in PUBLIC and not checks(route.dependant)}  # type: ignore[attr-defined]
+
+
+def test_the_matrix_covers_every_route_of_the_app_and_each_checks_a_scope(tmp_path: Path) -> None:
+    app = create_app(_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/x.db"))
+    assert uncovered(app) == set() and unguarded(app) == set()
+    extra = create_app(_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/x.db"))  # a route added later
+    extra.get("/v1/new-report")(lambda: {})
+    extra.delete("/v1/breaks/{break_id}")(lambda break_id: {})
+    assert uncovered(extra) == {("GET", "/v1/new-report"), ("DELETE", "/v1/breaks/{break_id}")}
+    assert unguarded(extra) == {("GET", "/v1/new-report"), ("DELETE", "/v1/breaks/{break_id}")}
 
 
 def test_the_openapi_document_declares_the_bearer_scheme(tmp_path: Path) -> None:

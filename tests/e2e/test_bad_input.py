@@ -41,15 +41,23 @@ BAD_RECORDS: list[tuple[dict[str, Any], str]] = [
     ({"amount": 1.5}, "items[0].amount"),
     ({"kind": 5}, "items[0].kind"),
     ({"created_at": "yesterday"}, "items[0].created_at"),
+    ({"wallet": address_for("bad-stranger")}, "items[0].wallet"),  # not one of ours
+    ({"wallet": address_for("bad-l2-only")}, "items[0].wallet"),  # ours, but on another chain
+    ({"amount": "\u00b2"}, "items[0].amount"),  # int() and isdigit() take Unicode digits; amounts do not
+    ({"amount": "\u0661\u0662.\u0665"}, "items[0].amount"),
+    ({"amount": None, "amount_base_units": "\u00b2"}, "items[0].amount_base_units"),
+    ({"amount": None, "amount_base_units": "\u0661\u0662"}, "items[0].amount_base_units"),
 ]
 
 
 def _settings(tmp_path: Path, url: str) -> Settings:
     return Settings(database_url=url, data_dir=tmp_path, api=ApiConfig(max_body_bytes=MAX_BODY),
-                    chains=[{"name": "eth", "chain_id": 1, "rpc_urls": ["http://127.0.0.1:1"]}],
+                    chains=[{"name": "eth", "chain_id": 1, "rpc_urls": ["http://127.0.0.1:1"]},
+                            {"name": "l2", "chain_id": 10, "rpc_urls": ["http://127.0.0.1:1"]}],
                     tokens=[{"chain": "eth", "address": USDC, "symbol": "USDC", "decimals": 6}],
-                    wallets=[{"address": DEP, "label": "d", "kind": "deposit",
-                              "segregation": "customer"}])  # type: ignore[list-item]
+                    wallets=[{"address": DEP, "label": "d", "kind": "deposit", "segregation": "customer"},
+                             {"chain": "l2", "address": address_for("bad-l2-only"), "label": "l2", "kind": "hot",
+                              "segregation": "house"}])  # type: ignore[list-item]
 
 
 async def _everything(engine: AsyncEngine) -> dict[str, list[tuple]]:

@@ -75,3 +75,53 @@ async def test_balances_now_and_as_of_past_blocks_equal_balance_of(chain_a: Devn
     assert bad_token.status_code == 422 and bad_token.json()["errors"][0]["field"] == "token"
     assert bad_checksum.status_code == 400 and bad_checksum.json()["errors"][0]["field"] == "token"
     assert ops.status_code == 403
+
+
+LATE = address_for("late-bal")  # registered from a later block: its opening balance is read there
+
+
+async def test_as_of_before_a_pairs_opening_block_is_null_for_that_pair(chain_a: Devnet, engine: AsyncEngine,
+                                                                      database_url: str, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    usdc = chain_a.tokens["usdc"]
+    usdc.mint(CUSTOMER, 10**12)
+    usdc.transfer(CUSTOMER, DEPOSIT, 1_000_000)
+    usdc.transfer(CUSTOMER, LATE, 7_000_000)
+    early = chain_a.anvil.block_number()  # before LATE's opening block
+    chain_a.anvil.rpc("evm_increaseTime", [120])  # so that its block time differs from the later blocks'
+    chain_a.anvil.mine(3)
+    opening_block = chain_a.anvil.block_number()  # LATE's opening balance is read here: 7 USDC
+    start = opening_block + 1
+    usdc.transfer(CUSTOMER, LATE, 500_000)
+    usdc.transfer(CUSTOMER, DEPOSIT, 2_000_000)
+    after = chain_a.anvil.block_number()
+    chain_a.anvil.mine(8)
+
+    def time_of(block: int) -> str:
+        stamp = int(chain_a.anvil.get_block(block)["timestamp"], 16)
+        return datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
+
+    settings = make_settings(tmp_path, database_url, [chain_a.chain_config("a")], chain_a.token_configs("a"),
+                             [wallet(DEPOSIT, "dep"), wallet(LATE, "late", start_block=start)])
+    await index_once(settings, engine)
+    await check_chain(settings, engine, settings.chains[0])
+    app = create_app(settings, engine=engine)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                 headers=await bearer(engine, "treasury")) as client:
+        replies = {as_of: (await client.get("/v1/balances", params={"as_of": as_of, "token": usdc.address})).json()
+                   for as_of in (str(early), str(opening_block), str(after), time_of(early), time_of(after))}
+
+    def late(reply: dict) -> tuple:
+        line = next(i for i in reply["items"] if i["wallet"] == LATE)
+        return (line["opening"], line["confirmed"]["amount_base_units"], line["finalized"]["amount_base_units"])
+
+    for as_of in (str(early), time_of(early)):  # before the opening block: unknown, not the later opening
+        assert late(replies[as_of]) == (None, None, None), as_of
+        total = replies[as_of]["totals_by_token"][0]
+        assert total["pairs_without_opening_balance"] == 1, as_of
+    assert late(replies[str(opening_block)])[1] == "7000000"
+    for as_of in (str(after), time_of(after)):
+        assert late(replies[as_of])[1] == "7500000", as_of
+    dep = next(i for i in replies[str(early)]["items"] if i["wallet"] == DEPOSIT)
+    assert dep["confirmed"]["amount_base_units"] == "1000000"  # a pair opened at the chain's start is unaffected

@@ -54,12 +54,16 @@ def _has_example(doc: dict[str, Any], schema: dict[str, Any], seen: frozenset[st
         return name not in seen and _has_example(doc, doc["components"]["schemas"][name], seen | {name})
     if "example" in schema or schema.get("examples"):
         return True
+    if "oneOf" in schema:
+        return all(_has_example(doc, s, seen) for s in schema["oneOf"])
     return schema.get("type") == "array" and _has_example(doc, schema.get("items", {}), seen)
 
 
 def _is_described(doc: dict[str, Any], schema: dict[str, Any]) -> bool:
-    """Not a bare object: named properties (or a list of such)."""
+    """Not a bare object: named properties (or a list of such, or one of several such: an NDJSON stream's lines)."""
     schema = _resolve(doc, schema)
+    if "oneOf" in schema:
+        return all(_is_described(doc, s) for s in schema["oneOf"])
     if schema.get("type") == "array":
         return _is_described(doc, schema.get("items", {}))
     return bool(schema.get("properties"))
@@ -81,7 +85,8 @@ def test_every_operation_is_described_with_a_success_schema_and_an_example(docum
         if not ok:
             gaps.append(f"{name}: no success response")
         for code in ok:
-            schema = op["responses"][code].get("content", {}).get("application/json", {}).get("schema")
+            content = op["responses"][code].get("content", {})
+            schema = (content.get("application/json") or content.get("application/x-ndjson") or {}).get("schema")
             if schema is None or not _is_described(document, schema):
                 gaps.append(f"{name} {code}: no schema, or a bare object")
             elif not _has_example(document, schema):

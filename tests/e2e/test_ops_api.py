@@ -3,6 +3,7 @@ that needs a second person, an unmatch, and the audit log naming every key."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -113,7 +114,8 @@ async def test_ops_work_the_queue_through_the_api(engine: AsyncEngine, database_
         actors = {(e["action"], e["actor"]) for e in log}
         assert {("match.created", "alice"), ("break.resolution", "bob"), ("break.approved", "carol"),
                 ("match.removed", "alice")} <= actors
-        assert (await client.get("/v1/audit/verify", headers=admin)).json()["intact"] is True
+        verdict = (await client.get("/v1/audit/verify", headers=admin)).text.splitlines()[-1]  # NDJSON: last line
+        assert json.loads(verdict)["intact"] is True
         assert (await client.get("/v1/audit", headers=alice)).status_code == 403
 
 

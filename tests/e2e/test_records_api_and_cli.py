@@ -76,6 +76,18 @@ async def test_import_recon_and_audit_verify_from_the_command_line(
                               capture_output=True, text=True, timeout=120)
 
     assert settle("index", "--once").returncode == 0
+    bad_csv = tmp_path / "bad.csv"  # Unicode digits, and a wallet that is not ours: refused by row and field
+    bad_csv.write_text("source,external_id,kind,chain,token,amount,wallet,segregation,status,created_at,tx_hash,"
+                       "log_index\n"
+                       f"core,b-1,deposit,a,{usdc.address},2.5,{DEP},customer,completed,{mined_at},0x{1:064x},\u00b2\n"
+                       f"core,b-2,deposit,a,{usdc.address},\u0661\u0662.\u0665,{DEP},customer,completed,{mined_at},,\n"
+                       f"core,b-3,deposit,a,{usdc.address},2.5,{ALICE},customer,completed,{mined_at},,\n",
+                       encoding="utf-8")
+    refused = settle("records", "import", str(bad_csv))
+    assert refused.returncode == 1 and " ".join(refused.stderr.split()) == " ".join([  # however it is wrapped
+        "row 2: log_index: must be a non-negative integer",
+        "row 3: amount: must be a non-negative decimal string such as \"12.5\" (no sign, exponent or comma)",
+        "row 4: wallet: not a registered wallet on a"]), refused.stderr
     imported = settle("records", "import", str(csv), "--actor", "ops-import")
     assert imported.returncode == 0, imported.stderr
     assert "created 1" in imported.stdout
@@ -117,3 +129,38 @@ async def test_an_oversized_body_is_refused_before_it_is_read_and_nothing_is_wri
     assert small.status_code == 201
     async with engine.connect() as conn:
         assert await conn.scalar(text("SELECT count(*) FROM records")) == 1
+
+
+async def test_records_page_by_keyset_and_every_record_is_seen_once(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, database_url, [chain_a.chain_config("a")], chain_a.token_configs("a"),
+                             [wallet(DEP, "dep")])
+    app = create_app(settings, engine=engine)
+    items = [_item(chain_a, f"p-{i:02}", amount=f"{i}.5", status="pending" if i % 3 else "completed")
+             for i in range(23)]
+    async with _client(app, await bearer(engine, "ingest", "ops")) as client:
+        assert (await client.post("/v1/records", json=items)).status_code == 201
+
+        async def walk(**params: object) -> tuple[list[dict], list[int]]:
+            seen, sizes, after = [], [], None
+            while True:
+                query = {**params, **({"after": after} if after is not None else {})}
+                page = (await client.get("/v1/records", params=query)).json()
+                seen += page["items"]
+                sizes.append(len(page["items"]))
+                after = page["next_after"]
+                if after is None:
+                    return seen, sizes
+
+        every, sizes = await walk(limit=5)
+        pending, _ = await walk(limit=4, status="pending")
+        default = (await client.get("/v1/records")).json()
+        too_big = await client.get("/v1/records", params={"limit": 1001})
+        bad_after = await client.get("/v1/records", params={"after": -1})
+    assert [r["external_id"] for r in every] == [f"p-{i:02}" for i in range(23)]  # ingest order, each once
+    assert sizes == [5, 5, 5, 5, 3]
+    assert [r["amount"] for r in every[:3]] == ["0.5", "1.5", "2.5"]
+    assert [r["external_id"] for r in pending] == [f"p-{i:02}" for i in range(23) if i % 3]
+    assert len(default["items"]) == 23 and default["next_after"] is None
+    assert too_big.status_code == 422 and bad_after.status_code == 422

@@ -77,11 +77,15 @@ async def test_versions_are_kept_and_the_same_record_twice_changes_nothing(
 async def test_a_bad_item_is_refused_naming_the_field_and_nothing_is_written(
     engine: AsyncEngine, database_url: str, tmp_path: Path, bad: dict, field: str, reason: str
 ) -> None:
+    from app.wallet_book import wallet_book
+
     settings = _settings(tmp_path, database_url)
+    await wallet_book(settings, engine)  # the registry is seeded (and audited) once, before any ingest
+    seeded = await _count(engine, AuditEntry.__table__)
     with pytest.raises(RecordsRejected) as info:
         await ingest(settings, engine, [item("ok-1"), item("bad-1", **bad)], actor="core-feed")
     assert any(e.index == 1 and e.field == field and reason in e.reason for e in info.value.errors), info.value.errors
-    assert await _count(engine, Record.__table__) == 0 and await _count(engine, AuditEntry.__table__) == 0
+    assert await _count(engine, Record.__table__) == 0 and await _count(engine, AuditEntry.__table__) == seeded
 
 
 async def test_duplicate_ids_and_oversized_batches_are_refused(engine: AsyncEngine, database_url: str,
@@ -99,8 +103,8 @@ async def test_duplicate_ids_and_oversized_batches_are_refused(engine: AsyncEngi
 async def test_tampering_with_one_audit_row_is_caught(engine: AsyncEngine, database_url: str, tmp_path: Path) -> None:
     settings = _settings(tmp_path, database_url)
     await ingest(settings, engine, [item(f"r{i}") for i in range(5)], actor="core-feed")
-    async with engine.connect() as conn:
-        assert await audit.verify(conn) == (5, None, None)
+    async with engine.connect() as conn:  # 5 records, and the registry's seeding of the wallet
+        assert await audit.verify(conn) == (6, None, None)
     async with engine.begin() as conn:
         row_id = (await conn.execute(text("select id from audit_log order by id limit 1 offset 2"))).scalar()
         await conn.execute(text("update audit_log set actor = 'mallory' where id = :id"), {"id": row_id})

@@ -16,7 +16,7 @@ USDC = "0xUSDC"
 DEP, DEP2, HOT, COLD = "0xDEP1", "0xDEP2", "0xHOT0", "0xCOLD"
 ALICE, BOB = "0xA11CE00000000000000000000000000000001234", "0xB0B0000000000000000000000000000000005678"
 OURS = {DEP, DEP2, HOT, COLD}
-POLICY = Policy(dust={USDC: 1_000})
+POLICY = Policy(dust={(1, USDC): 1_000})  # per (chain id, token)
 
 
 def transfer(id: int, sender: str, recipient: str, amount: int, *, tx: str | None = None, log_index: int = 0,

@@ -172,10 +172,10 @@ def test_the_recon_policy_is_parsed_once_into_base_units_per_token(tmp_path: Pat
                                             'match_finalized_only = ["bsc"]\n')
     thresholds = settings.recon_thresholds
     assert thresholds is settings.recon_thresholds  # cached: not parsed again per pass
-    assert thresholds.tolerance == {"0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48": 10_000,
-                                    "0x8AC76a51cc950d9822D68b83fE1Ad97B32Cd580d": 10**16}
-    assert thresholds.dust == {"0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48": 1,
-                               "0x8AC76a51cc950d9822D68b83fE1Ad97B32Cd580d": 10**12}
+    assert thresholds.tolerance == {(1, "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"): 10_000,
+                                    (56, "0x8AC76a51cc950d9822D68b83fE1Ad97B32Cd580d"): 10**16}
+    assert thresholds.dust == {(1, "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"): 1,
+                               (56, "0x8AC76a51cc950d9822D68b83fE1Ad97B32Cd580d"): 10**12}
 
 
 def test_the_audit_head_key_is_a_secret_of_some_length(tmp_path: Path) -> None:
