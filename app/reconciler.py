@@ -19,7 +19,7 @@ from app.persistence import audit, feed, recon_bulk, records_repo
 from app.persistence import recon_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import parse_units
-from app.settlement.matching import lookalike_shape, reconcile
+from app.settlement.matching import RULE_VERSION, lookalike_shape, reconcile
 from app.settlement.model import (
     Break,
     BreakType,
@@ -30,7 +30,7 @@ from app.settlement.model import (
     RecordStatus,
     TransferFact,
 )
-from app.settlement.severity import Severity, SeverityPolicy, due_at, severity
+from app.settlement.severity import TYPE_FLOORS, Severity, SeverityPolicy, due_at, severity
 from app.wallet_book import wallet_book
 
 SYSTEM = "reconciler"
@@ -109,7 +109,7 @@ def _sized(settings: Settings, b: dict, transfers: dict[int, dict], records: dic
     times += [records[tuple(k)]["created_at"] for k in b["record_keys"] if tuple(k) in records]
     since = min(times, default=now)
     policy = severity_policy(settings)
-    level = severity(max(sides), decimals, now - since, policy)
+    level = severity(max(sides), decimals, now - since, policy, TYPE_FLOORS.get(b["type"], Severity.LOW))
     return {**b, "token": token, "amount": max(sides), "severity": level.value, "since": since,
             "due_at": due_at(now, level, policy)}
 
@@ -293,8 +293,12 @@ async def _write_decisions(conn: AsyncConnection, outcome: Outcome, free: dict[i
                                               "records": m["record_keys"]}} for i, m in zip(ids, new, strict=True)],
                             at=now)
     summary.matched += len(ids)
-    await repo.classify_many(conn, [(c.transfer_id, c.reason) for c in outcome.classifications]
-                             + [(f.transfer_id, f.kind) for f in outcome.flags], actor=SYSTEM, at=now)
+    classified = await repo.classify_many(conn, [(c.transfer_id, c.reason) for c in outcome.classifications]
+                                          + [(f.transfer_id, f.kind) for f in outcome.flags], actor=SYSTEM, at=now)
+    # a machine's classification is a decision like a person's: in the audit chain, one entry per transfer
+    await audit.append_many(conn, [{"actor": SYSTEM, "action": "transfer.classified", "entity": f"transfer:{i}",
+                                    "after": {"reason": reason, "rule_version": RULE_VERSION}}
+                                   for i, reason in classified], at=now)
     summary.classified += len(outcome.classifications)
 
 

@@ -180,10 +180,11 @@ async def add_matches(conn: AsyncConnection, matches: list[dict[str, Any]], *, a
     return ids
 
 
-async def classify_many(conn: AsyncConnection, items: list[tuple[int, str]], *, actor: str, at: datetime) -> None:
-    """Insert (transfer id, reason) classifications that are not there yet."""
+async def classify_many(conn: AsyncConnection, items: list[tuple[int, str]], *, actor: str,
+                        at: datetime) -> list[tuple[int, str]]:
+    """Insert (transfer id, reason) classifications that are not there yet; returns those inserted, sorted."""
     if not items:
-        return
+        return []
     existing = set()
     ids = sorted({i for i, _ in items})
     for j in range(0, len(ids), 1000):
@@ -193,6 +194,7 @@ async def classify_many(conn: AsyncConnection, items: list[tuple[int, str]], *, 
            for i, r in sorted(set(items)) if (i, r) not in existing]
     for j in range(0, len(new), 10000):
         await conn.execute(TC.insert(), new[j:j + 10000])
+    return [(row["transfer_id"], row["reason"]) for row in new]
 
 
 async def remove_match(conn: AsyncConnection, match_id: int, *, actor: str, reason: str, at: datetime) -> None:

@@ -127,3 +127,63 @@ async def test_the_same_amounts_decided_incrementally_and_by_the_core_alone_agre
     summary = await reconcile_once(_settings(database_url, tmp_path, bulk=False), engine, now=NOW)
     assert not summary.full
     assert (await state(engine))[:3] == AMOUNT_OUTCOME
+
+
+KNOWN = address_for("money-known-payee")
+POISONER = KNOWN[:6] + "f" * 30 + KNOWN[-4:]
+OUTSIDER = address_for("money-outsider")
+
+
+def _noise_cases() -> tuple[list[dict], list[dict]]:
+    usdt = 10**6
+    transfers = [transfer(1, USDT, 100 * usdt, sender=HOT, recipient=KNOWN),  # paid as recorded
+                 transfer(2, USDT, 50_000 * usdt, sender=HOT, recipient=POISONER, minutes=1),  # a poisoning loss
+                 transfer(3, USDT, 0, sender=POISONER, recipient=DEPOSIT, minutes=2),  # the poisoner's bait
+                 transfer(4, USDT, usdt // 10, sender=HOT, recipient=OUTSIDER, minutes=3),  # 0.1 USDT paid, no record
+                 transfer(5, USDT, usdt // 10, sender=OUTSIDER, recipient=DEPOSIT, minutes=4),  # 0.1 USDT received
+                 transfer(6, DAI, 4 * 10**15, sender=HOT, recipient=OUTSIDER, minutes=5)]  # DAI dust paid
+    records = [record("w1", USDT, 100 * usdt, kind="withdrawal", wallet=HOT, counterparty=KNOWN,
+                      tx_hash=f"0x{1:064x}")]
+    return transfers, records
+
+
+async def _play_noise(database_url: str, engine: AsyncEngine, tmp_path: Path, mode: str) -> None:
+    settings = _settings(database_url, tmp_path, bulk=mode == "full")
+    transfers, records = _noise_cases()
+    if mode == "incremental":
+        await reconcile_once(settings, engine, now=NOW)  # the migration's queued full pass, on nothing
+    await load(engine, transfers, records, mark=mode == "incremental")
+    summary = await reconcile_once(settings, engine, now=NOW, full=mode != "incremental")
+    assert summary.full == (mode != "incremental")
+
+
+async def test_noise_is_only_inbound_from_outside_and_an_outbound_lookalike_is_a_high_break(
+        database_url: str, engine: AsyncEngine, tmp_path: Path) -> None:
+    for mode in ("full", "incremental", "core"):
+        async with engine.begin() as conn:
+            for table in ("match_links", "matches", "break_links", "break_events", "breaks",
+                          "transfer_classifications", "feed_events", "records", "transfers", "recon_dirty"):
+                await conn.execute(text(f"DELETE FROM {table}"))
+        await _play_noise(database_url, engine, tmp_path, mode)
+        matches, breaks, classified, _ = await state(engine)
+        assert matches == {("tx_hash", (1,), (("core", "w1"),))}, mode
+        assert breaks == {("outbound_lookalike", "high", (2,), ()), ("unmatched_transfer", "low", (4,), ()),
+                          ("unmatched_transfer", "low", (6,), ())}, mode
+        assert classified == {(3, "zero_value"), (3, "poisoning_suspect"), (5, "dust")}, mode
+
+
+async def test_machine_classifications_are_in_the_audit_chain(database_url: str, engine: AsyncEngine,
+                                                              tmp_path: Path) -> None:
+    from app.persistence import audit
+
+    await _play_noise(database_url, engine, tmp_path, "full")
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT actor, entity, after FROM audit_log WHERE action = "
+                                        "'transfer.classified' ORDER BY id"))).all()
+        assert (await audit.verify(conn))[1] is None
+    assert {(actor, entity, json.loads(after)["reason"]) for actor, entity, after in rows} == {
+        ("reconciler", "transfer:3", "zero_value"), ("reconciler", "transfer:3", "poisoning_suspect"),
+        ("reconciler", "transfer:5", "dust")}
+    await reconcile_once(_settings(database_url, tmp_path), engine, now=NOW, full=True)
+    async with engine.connect() as conn:  # idempotent: no second entry for the same classification
+        assert await conn.scalar(text("SELECT count(*) FROM audit_log WHERE action = 'transfer.classified'")) == 3
