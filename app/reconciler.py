@@ -15,7 +15,7 @@ from time import perf_counter
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.persistence import audit, feed, recon_bulk, records_repo
+from app.persistence import audit, feed, recon_bulk
 from app.persistence import recon_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import parse_units
@@ -396,27 +396,3 @@ async def _sync_breaks(conn: AsyncConnection, desired: Iterable[Break], open_row
 def _resolved_by(row: dict) -> str | None:
     resolution = repo.json.loads(row["resolution"]) if row["resolution"] else {}
     return resolution.get("by") if isinstance(resolution, dict) else None
-
-
-async def rebuild_differences(settings: Settings, engine: AsyncEngine, *, now: datetime | None = None
-                              ) -> tuple[set, set]:
-    """Decide everything again from scratch (a dry run over every live transfer and current record, people's
-    decisions left out) and compare with the machine's active matches: (only now, only from scratch)."""
-    now = now or datetime.now(UTC)
-    ours = (await wallet_book(settings, engine)).our_wallets()
-    async with engine.connect() as conn:
-        active = [m for m in await repo.active_matches(conn) if m["created_by"] == SYSTEM]
-        people = [m for m in await repo.active_matches(conn) if m["created_by"] != SYSTEM]
-        manual_t = {i for m in people for i in m["transfer_ids"]}
-        manual_r = {tuple(k) for m in people for k in m["record_keys"]}
-        transfers = [t for t in await repo.free_transfers(conn)]
-        transfers += list((await repo.transfers_by_id(conn, [i for m in active for i in m["transfer_ids"]])).values())
-        records = [r for r in await records_repo.all_current(conn) if (r["source"], r["external_id"]) not in manual_r
-                   and r["status"] != "cancelled"]
-        excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
-    facts = [_transfer_fact(t, ours, _finalized_only(settings)) for t in transfers
-             if t["id"] not in manual_t and t["state"] != repo.ORPHANED]
-    outcome = reconcile(facts, [_record_fact(r) for r in records], policy_for(settings, excluded), now)
-    now_set = {(tuple(sorted(m["transfer_ids"])), tuple(sorted(tuple(k) for k in m["record_keys"]))) for m in active}
-    scratch = {(m.transfer_ids, m.record_keys) for m in outcome.matches}
-    return now_set - scratch, scratch - now_set

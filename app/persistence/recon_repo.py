@@ -61,6 +61,18 @@ async def free_transfers(conn: AsyncConnection) -> list[dict]:
     return [dict(r) for r in rows.mappings()]
 
 
+async def live_transfers(conn: AsyncConnection) -> list[dict]:
+    """Every transfer not orphaned, explained or not (a rebuild from scratch decides them all)."""
+    rows = await conn.execute(select(*_T_COLS).where(T.c.state != ORPHANED))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def classifications(conn: AsyncConnection) -> list[tuple[int, str, str]]:
+    """(transfer id, reason, actor) of every classification."""
+    rows = await conn.execute(select(TC.c.transfer_id, TC.c.reason, TC.c.actor))
+    return [(int(i), r, a) for i, r, a in rows]
+
+
 async def free_records(conn: AsyncConnection) -> list[dict]:
     """Current records (not cancelled) that no active match explains."""
     rows = await conn.execute(select(RC).where(_free_r_clause()))
