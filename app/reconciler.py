@@ -57,8 +57,9 @@ class PassSummary:
 
 
 def fingerprint(kind: str, transfer_ids: Iterable[int], record_keys: Iterable[tuple[str, str]]) -> str:
-    refs = ",".join(sorted(repo.record_ref(k) for k in record_keys))
-    return f"{kind}|{','.join(map(str, sorted(transfer_ids)))}|{refs}"
+    """A break's identity: its type and items as a canonical JSON array, unambiguous whatever a record id contains
+    (`["missing_transfer",[],[["a/b","c"]]]`). The migration 9d3e7a1c5b20 converted the older joined form."""
+    return repo.dumps([kind, sorted(transfer_ids), sorted([k[0], k[1]] for k in record_keys)])
 
 
 def policy_for(settings: Settings, excluded: frozenset[tuple[int, tuple]] = frozenset()) -> Policy:

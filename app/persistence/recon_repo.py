@@ -40,7 +40,8 @@ def dumps(value: Any) -> str:
 
 
 def record_ref(key: Sequence[str]) -> str:
-    return f"{key[0]}/{key[1]}"
+    """A record key as one string for identity (audit entities): a JSON array, since ids may contain "/"."""
+    return dumps([key[0], key[1]])
 
 
 _T_COLS = [T.c.id, T.c.chain_id, T.c.token, T.c.sender, T.c.recipient, T.c.amount, T.c.tx_hash, T.c.log_index,
