@@ -30,6 +30,7 @@ from app.settlement.model import (
     RecordStatus,
     TransferFact,
 )
+from app.settlement.noise import NOISE_KINDS
 from app.settlement.severity import TYPE_FLOORS, Severity, SeverityPolicy, due_at, severity
 from app.wallet_book import wallet_book
 
@@ -185,11 +186,29 @@ async def _full_pass(conn: AsyncConnection, settings: Settings, ours: frozenset[
             with summary.phase("analyze"):
                 await repo.refresh_statistics(conn)
     with summary.phase("load_free"):
+        await _withdraw_stale_noise(conn, ours, now)
         free = {t["id"]: t for t in await repo.free_transfers(conn)}
         free_records = {(r["source"], r["external_id"]): r for r in await repo.free_records(conn)}
         known = await repo.known_counterparties(conn) | {address for _, address in ours}
         open_rows = await repo.open_breaks(conn)
     await _decide(conn, settings, ours, now, summary, free, free_records, excluded, known, open_rows, scoped=False)
+
+
+async def _withdraw_stale_noise(conn: AsyncConnection, ours: frozenset[tuple[int, str]], now: datetime) -> None:
+    """Noise is only ever inbound from outside (rule version 2): a zero/dust/look-alike classification the machine
+    made earlier on a transfer sent by one of our wallets (a possible poisoning loss) is withdrawn, with an audit
+    entry keeping what it was, so that this pass decides the transfer again. Migration 9d3e7a1c5b20 queues the
+    full pass that does it."""
+    stale = [c for c in await repo.classified_by(conn, SYSTEM, list(NOISE_KINDS))
+             if (c["chain_id"], c["sender"]) in ours]
+    if not stale:
+        return
+    await repo.unclassify(conn, [(c["transfer_id"], c["reason"]) for c in stale])
+    await audit.append_many(conn, [{"actor": SYSTEM, "action": "transfer.unclassified",
+                                    "entity": f"transfer:{c['transfer_id']}",
+                                    "before": {"reason": c["reason"], "at": c["at"]},
+                                    "after": {"reason": "noise is only inbound from outside",
+                                              "rule_version": RULE_VERSION}} for c in stale], at=now)
 
 
 async def _incremental_pass(conn: AsyncConnection, settings: Settings, ours: frozenset[tuple[int, str]],

@@ -210,6 +210,21 @@ async def classify_many(conn: AsyncConnection, items: list[tuple[int, str]], *, 
     return [(row["transfer_id"], row["reason"]) for row in new]
 
 
+async def classified_by(conn: AsyncConnection, actor: str, reasons: Sequence[str]) -> list[dict]:
+    """Classifications `actor` made with one of these reasons, with their transfer's chain and parties."""
+    rows = await conn.execute(select(TC.c.transfer_id, TC.c.reason, TC.c.at, T.c.chain_id, T.c.sender, T.c.recipient)
+                              .join(T, T.c.id == TC.c.transfer_id)
+                              .where(TC.c.actor == actor, TC.c.reason.in_(list(reasons))).order_by(TC.c.transfer_id))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def unclassify(conn: AsyncConnection, items: Sequence[tuple[int, str]]) -> None:
+    """Withdraw these (transfer id, reason) classifications (the caller audits what they were)."""
+    for i in range(0, len(items), 500):
+        await conn.execute(delete(TC).where(or_(*[(TC.c.transfer_id == t) & (TC.c.reason == r)
+                                                  for t, r in items[i:i + 500]])))
+
+
 async def remove_match(conn: AsyncConnection, match_id: int, *, actor: str, reason: str, at: datetime) -> None:
     await conn.execute(update(M).where(M.c.id == match_id).values(removed_at=at, removed_by=actor,
                                                                     removed_reason=reason))

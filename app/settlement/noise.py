@@ -18,6 +18,7 @@ from app.settlement.model import TransferFact
 ZERO_VALUE = "zero_value"
 DUST = "dust"
 POISONING_SUSPECT = "poisoning_suspect"
+NOISE_KINDS = (ZERO_VALUE, DUST, POISONING_SUSPECT)
 
 
 def lookalike_shape(address: str) -> str:

@@ -187,3 +187,25 @@ async def test_machine_classifications_are_in_the_audit_chain(database_url: str,
     await reconcile_once(_settings(database_url, tmp_path), engine, now=NOW, full=True)
     async with engine.connect() as conn:  # idempotent: no second entry for the same classification
         assert await conn.scalar(text("SELECT count(*) FROM audit_log WHERE action = 'transfer.classified'")) == 3
+
+
+async def test_a_payment_the_old_rules_classified_noise_is_decided_again_by_the_next_full_pass(
+        database_url: str, engine: AsyncEngine, tmp_path: Path) -> None:
+    """Rule version 1 classified an outbound look-alike payment `poisoning_suspect` and an outbound 0.1 USDT
+    `dust`: the full pass the migration queues withdraws those (audited) and breaks; inbound noise stays."""
+    settings = _settings(database_url, tmp_path)
+    await reconcile_once(settings, engine, now=NOW)
+    transfers, records = _noise_cases()
+    await load(engine, transfers, records)
+    async with engine.begin() as conn:
+        await recon_repo.classify_many(conn, [(2, "poisoning_suspect"), (4, "dust"), (5, "dust")],
+                                       actor="reconciler", at=NOW - timedelta(hours=1))
+    await reconcile_once(settings, engine, now=NOW, full=True)
+    _, breaks, classified, _ = await state(engine)
+    assert {("outbound_lookalike", "high", (2,), ()), ("unmatched_transfer", "low", (4,), ())} <= breaks
+    assert (2, "poisoning_suspect") not in classified and (4, "dust") not in classified
+    assert {(3, "zero_value"), (3, "poisoning_suspect"), (5, "dust")} <= classified
+    async with engine.connect() as conn:
+        withdrawn = {(entity, json.loads(before)["reason"]) for entity, before in await conn.execute(text(
+            "SELECT entity, before FROM audit_log WHERE action = 'transfer.unclassified'"))}
+    assert withdrawn == {("transfer:2", "poisoning_suspect"), ("transfer:4", "dust")}

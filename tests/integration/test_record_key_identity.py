@@ -1,5 +1,6 @@
 """Record keys whose ids contain "/" keep their identity: ("a/b", "c") and ("a", "b/c") are two records, with two
-breaks, on SQLite and PostgreSQL; fingerprints stored in the old joined format are converted by the migration."""
+breaks, on SQLite and PostgreSQL; fingerprints stored in the old joined format are converted by the migration
+(which also queues a full pass)."""
 
 from __future__ import annotations
 
@@ -58,10 +59,13 @@ def test_the_migration_converts_stored_fingerprints(database_url: str) -> None:
             conn.execute(text("INSERT INTO breaks (id, type, status, fingerprint, transfer_ids, record_keys, facts, "
                               "severity, opened_at) VALUES (:i, :k, 'open', :fp, :t, :r, '{}', 'low', "
                               "'2026-11-26 10:00:00')"), {"i": i, "k": kind, "fp": fp, "t": t_ids, "r": r_keys})
+        conn.execute(text("DELETE FROM recon_dirty"))  # an earlier migration's full pass, done since
     upgrade(database_url)
     with engine.connect() as conn:
         converted = dict(conn.execute(text("SELECT id, fingerprint FROM breaks")).all())
+        full_after = conn.execute(text("SELECT count(*) FROM recon_dirty WHERE kind = 'full'")).scalar()
     engine.dispose()
     assert converted[1] != "missing_transfer||a/b/c"
+    assert full_after == 1  # the noise rules changed: the next pass decides everything again
     assert converted == {1: fingerprint("missing_transfer", [], [("a/b", "c")]),
                          2: fingerprint("ambiguous", [7, 8], [("core", "r1"), ("core", "r2")])}

@@ -1,6 +1,7 @@
 """break fingerprints as canonical JSON arrays: the joined form ("type|1,2|source/id,...") let record keys whose
 ids contain "/" or "," collide (("a/b", "c") and ("a", "b/c")). Every stored fingerprint is recomputed from the
-break's own type, transfer ids and record keys.
+break's own type, transfer ids and record keys. Noise rules changed too (only inbound transfers from outside are
+noise), so the next pass is a full one: it withdraws the machine's noise classifications of outbound transfers.
 
 Revision ID: 9d3e7a1c5b20
 Revises: 42082c8c2646
@@ -41,6 +42,8 @@ def _convert(encode) -> None:  # type: ignore[no-untyped-def]
 
 def upgrade() -> None:
     _convert(_json)
+    op.get_bind().execute(sa.text("INSERT INTO recon_dirty (kind) SELECT 'full' WHERE NOT EXISTS "
+                                  "(SELECT 1 FROM recon_dirty WHERE kind = 'full')"))
 
 
 def downgrade() -> None:
