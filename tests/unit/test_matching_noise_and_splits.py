@@ -197,3 +197,13 @@ def test_splits_in_reconcile_agree_with_the_oracle_whatever_the_order(seed: int)
         assert not matched and ambiguous == {tuple(sorted({i for c in expected for i in c}))}
     else:
         assert not matched and not ambiguous
+
+
+def test_an_outbound_lookalike_break_is_at_least_high_whatever_its_amount() -> None:
+    from app.settlement.severity import TYPE_FLOORS, Severity, SeverityPolicy, severity
+
+    floor = TYPE_FLOORS[BreakType.OUTBOUND_LOOKALIKE.value]
+    for amount, decimals in ((0, 6), (1, 18), (50_000 * 10**6, 6)):
+        assert severity(amount, decimals, timedelta(0), SeverityPolicy(), floor) is Severity.HIGH
+    assert severity(10**6 * 10**6, 6, timedelta(0), SeverityPolicy(), floor) is Severity.CRITICAL
+    assert severity(1, 6, timedelta(0), SeverityPolicy()) is Severity.LOW
