@@ -319,6 +319,15 @@ def records_import(
     console.print(f"created {totals['created']}, updated {totals['updated']}, unchanged {totals['unchanged']}")
 
 
+def _rebuild_item(what: str, item: tuple) -> str:
+    """One difference found by `recon --check-rebuild`, readable (record keys as source/external id)."""
+    if what == "classification":
+        return f"transfer {item[0]} {item[1]}"
+    *kind, transfer_ids, record_keys = item
+    records = [f"{source}/{external_id}" for source, external_id in record_keys]
+    return " ".join([*kind, f"transfers {list(transfer_ids)} records {records}"])
+
+
 @cli.command("recon")
 def recon(
     ctx: typer.Context,
@@ -331,7 +340,8 @@ def recon(
 ) -> None:
     """Reconcile transfers with records: matches, breaks, classifications."""
     from app.persistence.db import make_engine
-    from app.reconciler import rebuild_differences, reconcile_once
+    from app.rebuild import rebuild_differences
+    from app.reconciler import reconcile_once
 
     settings = _settings(ctx)
     _upgrade(settings)
@@ -341,12 +351,15 @@ def recon(
         engine = make_engine(settings.database_url)
         try:
             if check_rebuild:
-                only_now, only_scratch = await rebuild_differences(settings, engine)
-                for label, items in (("only in the current matches", only_now), ("only from scratch", only_scratch)):
-                    for transfer_ids, record_keys in sorted(items):
-                        console.print(f"{label}: transfers {list(transfer_ids)} records {list(record_keys)}")
-                console.print(f"rebuild differences: {len(only_now) + len(only_scratch)}")
-                differs.append(bool(only_now or only_scratch))
+                diff = await rebuild_differences(settings, engine)
+                for what, (only_now, only_scratch) in (("match", diff.matches), ("break", diff.breaks),
+                                                       ("classification", diff.classifications)):
+                    for label, items in (("only in the current state", only_now), ("only from scratch", only_scratch)):
+                        for item in sorted(items, key=repr):
+                            console.print(f"{what} {label}: {_rebuild_item(what, item)}", soft_wrap=True)
+                console.print(f"rebuild differences: {diff.count} (matches {sum(map(len, diff.matches))}, breaks "
+                              f"{sum(map(len, diff.breaks))}, classifications {sum(map(len, diff.classifications))})")
+                differs.append(diff.count > 0)
                 return
             first = True
             while True:

@@ -17,10 +17,10 @@ from time import perf_counter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.persistence import audit, feed, lock_order, recon_bulk, records_repo
+from app.persistence import audit, feed, lock_order, recon_bulk
 from app.persistence import recon_repo as repo
 from app.settings import Settings
-from app.settlement.matching import lookalike_shape, reconcile
+from app.settlement.matching import RULE_VERSION, lookalike_shape, reconcile
 from app.settlement.model import (
     Break,
     BreakType,
@@ -31,7 +31,8 @@ from app.settlement.model import (
     RecordStatus,
     TransferFact,
 )
-from app.settlement.severity import Severity, SeverityPolicy, due_at, severity
+from app.settlement.noise import NOISE_KINDS
+from app.settlement.severity import TYPE_FLOORS, Severity, SeverityPolicy, due_at, severity
 from app.wallet_book import wallet_book
 
 SYSTEM = "reconciler"
@@ -59,8 +60,9 @@ class PassSummary:
 
 
 def fingerprint(kind: str, transfer_ids: Iterable[int], record_keys: Iterable[tuple[str, str]]) -> str:
-    refs = ",".join(sorted(repo.record_ref(k) for k in record_keys))
-    return f"{kind}|{','.join(map(str, sorted(transfer_ids)))}|{refs}"
+    """A break's identity: its type and items as a canonical JSON array, unambiguous whatever a record id contains
+    (`["missing_transfer",[],[["a/b","c"]]]`). The migration 9d3e7a1c5b20 converted the older joined form."""
+    return repo.dumps([kind, sorted(transfer_ids), sorted([k[0], k[1]] for k in record_keys)])
 
 
 def policy_for(settings: Settings, excluded: frozenset[tuple[int, tuple]] = frozenset()) -> Policy:
@@ -111,7 +113,7 @@ def _sized(settings: Settings, b: dict, transfers: dict[int, dict], records: dic
     times += [records[tuple(k)]["created_at"] for k in b["record_keys"] if tuple(k) in records]
     since = min(times, default=now)
     policy = severity_policy(settings)
-    level = severity(max(sides), decimals, now - since, policy)
+    level = severity(max(sides), decimals, now - since, policy, TYPE_FLOORS.get(b["type"], Severity.LOW))
     return {**b, "chain_id": chain_id, "token": token, "amount": max(sides), "severity": level.value, "since": since,
             "due_at": due_at(now, level, policy)}
 
@@ -200,11 +202,29 @@ async def _full_pass(conn: AsyncConnection, settings: Settings, ours: frozenset[
             with summary.phase("analyze"):
                 await repo.refresh_statistics(conn)
     with summary.phase("load_free"):
+        await _withdraw_stale_noise(conn, ours, now)
         free = {t["id"]: t for t in await repo.free_transfers(conn)}
         free_records = {(r["source"], r["external_id"]): r for r in await repo.free_records(conn)}
         known = await repo.known_counterparties(conn) | {address for _, address in ours}
         open_rows = await repo.open_breaks(conn)
     await _decide(conn, settings, ours, now, summary, free, free_records, excluded, known, open_rows, scoped=False)
+
+
+async def _withdraw_stale_noise(conn: AsyncConnection, ours: frozenset[tuple[int, str]], now: datetime) -> None:
+    """Noise is only ever inbound from outside (rule version 2): a zero/dust/look-alike classification the machine
+    made earlier on a transfer sent by one of our wallets (a possible poisoning loss) is withdrawn, with an audit
+    entry keeping what it was, so that this pass decides the transfer again. Migration 9d3e7a1c5b20 queues the
+    full pass that does it."""
+    stale = [c for c in await repo.classified_by(conn, SYSTEM, list(NOISE_KINDS))
+             if (c["chain_id"], c["sender"]) in ours]
+    if not stale:
+        return
+    await repo.unclassify(conn, [(c["transfer_id"], c["reason"]) for c in stale], actor=SYSTEM, at=now)
+    await audit.append_many(conn, [{"actor": SYSTEM, "action": "transfer.unclassified",
+                                    "entity": f"transfer:{c['transfer_id']}",
+                                    "before": {"reason": c["reason"], "at": c["at"]},
+                                    "after": {"reason": "noise is only inbound from outside",
+                                              "rule_version": RULE_VERSION}} for c in stale], at=now)
 
 
 async def _incremental_pass(conn: AsyncConnection, settings: Settings, ours: frozenset[tuple[int, str]],
@@ -309,8 +329,12 @@ async def _write_decisions(conn: AsyncConnection, outcome: Outcome, free: dict[i
                                               "records": m["record_keys"]}} for i, m in zip(ids, new, strict=True)],
                             at=now)
     summary.matched += len(ids)
-    await repo.classify_many(conn, [(c.transfer_id, c.reason) for c in outcome.classifications]
-                             + [(f.transfer_id, f.kind) for f in outcome.flags], actor=SYSTEM, at=now)
+    classified = await repo.classify_many(conn, [(c.transfer_id, c.reason) for c in outcome.classifications]
+                                          + [(f.transfer_id, f.kind) for f in outcome.flags], actor=SYSTEM, at=now)
+    # a machine's classification is a decision like a person's: in the audit chain, one entry per transfer
+    await audit.append_many(conn, [{"actor": SYSTEM, "action": "transfer.classified", "entity": f"transfer:{i}",
+                                    "after": {"reason": reason, "rule_version": RULE_VERSION}}
+                                   for i, reason in classified], at=now)
     summary.classified += len(outcome.classifications)
 
 
@@ -434,27 +458,3 @@ async def _outside_open_breaks(conn: AsyncConnection, breaks: list[dict]) -> lis
 def _resolved_by(row: dict) -> str | None:
     resolution = repo.json.loads(row["resolution"]) if row["resolution"] else {}
     return resolution.get("by") if isinstance(resolution, dict) else None
-
-
-async def rebuild_differences(settings: Settings, engine: AsyncEngine, *, now: datetime | None = None
-                              ) -> tuple[set, set]:
-    """Decide everything again from scratch (a dry run over every live transfer and current record, people's
-    decisions left out) and compare with the machine's active matches: (only now, only from scratch)."""
-    now = now or datetime.now(UTC)
-    ours = (await wallet_book(settings, engine)).our_wallets()
-    async with engine.connect() as conn:
-        active = [m for m in await repo.active_matches(conn) if m["created_by"] == SYSTEM]
-        people = [m for m in await repo.active_matches(conn) if m["created_by"] != SYSTEM]
-        manual_t = {i for m in people for i in m["transfer_ids"]}
-        manual_r = {tuple(k) for m in people for k in m["record_keys"]}
-        transfers = [t for t in await repo.free_transfers(conn)]
-        transfers += list((await repo.transfers_by_id(conn, [i for m in active for i in m["transfer_ids"]])).values())
-        records = [r for r in await records_repo.all_current(conn) if (r["source"], r["external_id"]) not in manual_r
-                   and r["status"] != "cancelled"]
-        excluded = await repo.pairs_unmatched_by_people(conn, SYSTEM)
-    facts = [_transfer_fact(t, ours, _finalized_only(settings)) for t in transfers
-             if t["id"] not in manual_t and t["state"] != repo.ORPHANED]
-    outcome = reconcile(facts, [_record_fact(r) for r in records], policy_for(settings, excluded), now)
-    now_set = {(tuple(sorted(m["transfer_ids"])), tuple(sorted(tuple(k) for k in m["record_keys"]))) for m in active}
-    scratch = {(m.transfer_ids, m.record_keys) for m in outcome.matches}
-    return now_set - scratch, scratch - now_set

@@ -225,7 +225,8 @@ async def ingest(settings: Settings, engine: AsyncEngine, items: list[Any], *, a
             version = 1 if old is None else old["version"] + 1
             await repo.save_version(conn, rec, version, actor, now)
             entries.append({"actor": actor, "action": "record.ingested",
-                            "entity": f"record:{rec['source']}/{rec['external_id']}", "before": _plain(old),
+                            "entity": f"record:{recon_repo.record_ref((rec['source'], rec['external_id']))}",
+                            "before": _plain(old),
                             "after": _plain({**rec, "version": version})})
             counts["created" if old is None else "updated"] += 1
         await audit.append_many(conn, entries, at=now)

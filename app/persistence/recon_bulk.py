@@ -24,10 +24,11 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.persistence import feed
-from app.persistence.types import UTCDateTime
+from app.persistence.types import ExactInt, UTCDateTime
 from app.settlement.matching import RULE_VERSION
 
 MAX_LISTED = 1_000
+AMOUNT_PARAM = "tol_amt"  # parameters named so are amounts: bound as ExactInt (NUMERIC(78,0) / decimal text)
 
 _FREE_T = """NOT EXISTS (SELECT 1 FROM match_links ml WHERE ml.transfer_id = {t}.id AND ml.active)
     AND NOT EXISTS (SELECT 1 FROM transfer_classifications tc WHERE tc.transfer_id = {t}.id
@@ -73,10 +74,11 @@ async def match_unique_pairs(conn: AsyncConnection, *, system: str, now: datetim
     tol = {token: amount for token, amount in tolerance.items() if amount}  # (chain id, address): base units
     params |= {f"tol_chain{i}": chain_id for i, (chain_id, _) in enumerate(sorted(tol))}
     params |= {f"tol_tok{i}": token for i, (_, token) in enumerate(sorted(tol))}
-    params |= {f"tol_amt{i}": str(tol[token]) if not pg else tol[token] for i, token in enumerate(sorted(tol))}
+    params |= {f"{AMOUNT_PARAM}{i}": tol[token] for i, token in enumerate(sorted(tol))}
     tol_token = [f"(r.chain_id = :tol_chain{i} AND r.token = :tol_tok{i})" for i in range(len(tol))]
-    tol_case = ("CASE " + " ".join(f"WHEN {where} THEN :tol_amt{i}" for i, where in enumerate(tol_token))
-                + " ELSE 0 END") if tol else "0"
+    # typed NUMERIC(78,0): an untyped int parameter is inferred as integer (int4) on PostgreSQL
+    tol_case = ("CASE " + " ".join(f"WHEN {where} THEN CAST(:{AMOUNT_PARAM}{i} AS NUMERIC(78, 0))"
+                                   for i, where in enumerate(tol_token)) + " ELSE 0 END") if tol else "0"
     if pg:
         amount_superset = f"abs(t.amount - r.amount) <= {tol_case}" if tol else "t.amount = r.amount"
         amount_exact = amount_superset
@@ -174,14 +176,16 @@ async def _write(conn: AsyncConnection, rule: str, edges: str, params: dict[str,
                  now: datetime, pg: bool) -> list[tuple[str, int, int]]:
     await conn.exec_driver_sql("DELETE FROM recon_pairs")
     base = int(await conn.scalar(text("SELECT coalesce(max(id), 0) FROM matches")) or 0)
-    await conn.execute(text(f"""
+    pairs = text(f"""
         INSERT INTO recon_pairs (match_id, tid, rid, block_hash, source, external_id, record_keys, facts)
         SELECT :base + row_number() OVER (ORDER BY tid), tid, rid, block_hash, source, external_id, record_keys,
                facts FROM (
             SELECT e.*, count(*) OVER (PARTITION BY rid) AS per_record,
                    count(*) OVER (PARTITION BY tid) AS per_transfer
             FROM ({edges}) e) c
-        WHERE ok = 1 AND per_record = 1 AND per_transfer = 1"""), {**params, "base": base})
+        WHERE ok = 1 AND per_record = 1 AND per_transfer = 1""")
+    amounts = [bindparam(k, type_=ExactInt()) for k in params if k.startswith(AMOUNT_PARAM) and f":{k} " in edges]
+    await conn.execute(pairs.bindparams(*amounts), {**params, "base": base})
     count = int(await conn.scalar(text("SELECT count(*) FROM recon_pairs")) or 0)
     if not count:
         return []

@@ -40,7 +40,8 @@ def dumps(value: Any) -> str:
 
 
 def record_ref(key: Sequence[str]) -> str:
-    return f"{key[0]}/{key[1]}"
+    """A record key as one string for identity (audit entities): a JSON array, since ids may contain "/"."""
+    return dumps([key[0], key[1]])
 
 
 _T_COLS = [T.c.id, T.c.chain_id, T.c.token, T.c.sender, T.c.recipient, T.c.amount, T.c.tx_hash, T.c.log_index,
@@ -59,6 +60,18 @@ async def free_transfers(conn: AsyncConnection) -> list[dict]:
     """Live transfers that no active match and no classification explains: the reconciler's incremental input."""
     rows = await conn.execute(select(*_T_COLS).where(_free_t_clause()))
     return [dict(r) for r in rows.mappings()]
+
+
+async def live_transfers(conn: AsyncConnection) -> list[dict]:
+    """Every transfer not orphaned, explained or not (a rebuild from scratch decides them all)."""
+    rows = await conn.execute(select(*_T_COLS).where(T.c.state != ORPHANED))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def classifications(conn: AsyncConnection) -> list[tuple[int, str, str]]:
+    """(transfer id, reason, actor) of every active (not revoked) classification."""
+    rows = await conn.execute(select(TC.c.transfer_id, TC.c.reason, TC.c.actor).where(TC.c.revoked_at.is_(None)))
+    return [(int(i), r, a) for i, r, a in rows]
 
 
 async def free_records(conn: AsyncConnection) -> list[dict]:
@@ -180,11 +193,13 @@ async def add_matches(conn: AsyncConnection, matches: list[dict[str, Any]], *, a
     return ids
 
 
-async def classify_many(conn: AsyncConnection, items: list[tuple[int, str]], *, actor: str, at: datetime) -> None:
+async def classify_many(conn: AsyncConnection, items: list[tuple[int, str]], *, actor: str,
+                        at: datetime) -> list[tuple[int, str]]:
     """Insert (transfer id, reason) classifications that are not there yet (a revoked one is made anew: the
-    revocation and the earlier classification stay in the audit log and the break's history)."""
+    revocation and the earlier classification stay in the audit log and the break's history). Returns those
+    made (inserted or reinstated), sorted."""
     if not items:
-        return
+        return []
     existing: dict[tuple[int, str], bool] = {}
     ids = sorted({i for i, _ in items})
     for j in range(0, len(ids), 1000):
@@ -195,8 +210,10 @@ async def classify_many(conn: AsyncConnection, items: list[tuple[int, str]], *, 
            for i, r in sorted(set(items)) if (i, r) not in existing]
     for j in range(0, len(new), 10000):
         await conn.execute(TC.insert(), new[j:j + 10000])
-    for i, r in sorted({k for k in set(items) if existing.get(k)}):
+    reinstated = sorted({k for k in set(items) if existing.get(k)})
+    for i, r in reinstated:
         await _reinstate(conn, i, r, actor=actor, at=at, note=None)
+    return sorted([(row["transfer_id"], row["reason"]) for row in new] + reinstated)
 
 
 async def _reinstate(conn: AsyncConnection, transfer_id: int, reason: str, *, actor: str, at: datetime,
@@ -213,6 +230,25 @@ async def revoke_classifications(conn: AsyncConnection, transfer_ids: Sequence[i
     if ids:
         await conn.execute(update(TC).where(*where).values(revoked_at=at, revoked_by=actor))
     return ids
+
+
+async def classified_by(conn: AsyncConnection, actor: str, reasons: Sequence[str]) -> list[dict]:
+    """Active classifications `actor` made with one of these reasons, with their transfer's chain and parties."""
+    rows = await conn.execute(select(TC.c.transfer_id, TC.c.reason, TC.c.at, T.c.chain_id, T.c.sender, T.c.recipient)
+                              .join(T, T.c.id == TC.c.transfer_id)
+                              .where(TC.c.actor == actor, TC.c.reason.in_(list(reasons)), TC.c.revoked_at.is_(None))
+                              .order_by(TC.c.transfer_id))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def unclassify(conn: AsyncConnection, items: Sequence[tuple[int, str]], *, actor: str, at: datetime) -> None:
+    """Withdraw these (transfer id, reason) classifications: revoked, never deleted (the caller audits them)."""
+    by_reason: dict[str, list[int]] = {}
+    for transfer_id, reason in items:
+        by_reason.setdefault(reason, []).append(transfer_id)
+    for reason, ids in sorted(by_reason.items()):
+        for i in range(0, len(ids), 1000):
+            await revoke_classifications(conn, ids[i:i + 1000], reason, actor=actor, at=at)
 
 
 async def remove_match(conn: AsyncConnection, match_id: int, *, actor: str, reason: str, at: datetime) -> None:

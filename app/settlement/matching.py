@@ -8,10 +8,14 @@ priority order, each decision carrying the rule, its version, the candidates con
 2. `deposit_address`: a deposit without a tx hash matches a transfer into its address, same token, amount within
    the token's tolerance, block time inside the window around `created_at`.
 3. `split` / `batch`: one record settled by up to `max_combination` transfers summing exactly, or several records
-   settled by one transfer.
+   settled by one transfer. Every candidate is searched (exact subset sum, `app.settlement.subsets`); noise is
+   never a part. One combination matches; several, or a search over `policy.subset_search_limit`, is an
+   `ambiguous` break naming the candidates (never a pick).
 4. `internal`: a transfer between two of our wallets matches an internal-transfer record, else is classified
    `internal` when the policy allows, else breaks.
-5. noise: zero-value, dust from unknown senders, and address-poisoning look-alikes are flagged, not broken.
+5. noise: zero-value, dust from unknown senders, and address-poisoning look-alikes *inbound from outside* are
+   flagged, not broken; an outbound transfer to a look-alike of a known address is an `outbound_lookalike` break
+   at once (`app.settlement.noise`).
 
 Pairs are only ever made when they are unique on both sides (never a silent pick), and every step iterates in a
 canonical order, so the outcome does not depend on the order in which transfers and records arrive.
@@ -24,7 +28,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from itertools import combinations
 
 from app.settlement.model import (
     Break,
@@ -39,9 +42,18 @@ from app.settlement.model import (
     RecordStatus,
     TransferFact,
 )
+from app.settlement.noise import (
+    Lookalikes,
+    counterparty_of,
+    is_outbound_lookalike,
+    lookalike_shape,
+    noise_kinds,
+)
+from app.settlement.subsets import exact_subsets
 
-RULE_VERSION = "1"
-MAX_SUBSET_CANDIDATES = 12
+__all__ = ["RULE_VERSION", "Rule", "counterparty_of", "lookalike_shape", "reconcile"]
+
+RULE_VERSION = "2"  # 2: noise only inbound from outside; outbound look-alikes break; exact split search
 
 
 class Rule(StrEnum):
@@ -63,6 +75,8 @@ class _State:
     breaks: list[Break] = field(default_factory=list)
     broken_t: set[int] = field(default_factory=set)
     broken_r: set[tuple[str, str]] = field(default_factory=set)
+    noise: dict[int, tuple[str, ...]] = field(default_factory=dict)  # transfer id -> its noise flags
+    lookalikes: Lookalikes | None = None
 
     def free_t(self) -> list[TransferFact]:
         return [t for t in self.transfers if t.id not in self.matched_t and t.id not in self.broken_t]
@@ -94,6 +108,10 @@ def reconcile(transfers: Iterable[TransferFact], records: Iterable[RecordFact], 
     pending = tuple(t.id for t in live if t.state not in policy.match_states)
     st = _State([t for t in live if t.state in policy.match_states],
                 sorted((r for r in records if r.status is not RecordStatus.CANCELLED), key=lambda r: r.key), policy)
+    # noise is a property of the transfer alone (and the known addresses), decided before any combination
+    known = set(policy.known_counterparties) | {r.counterparty for r in st.records if r.counterparty}
+    st.lookalikes = Lookalikes(known, st.transfers)
+    st.noise = {t.id: kinds for t in st.transfers if (kinds := noise_kinds(t, st.lookalikes, policy.dust))}
     _by_tx_hash(st)
     _pairs(st, Rule.DEPOSIT_ADDRESS, _deposit_candidates(st),
            lambda r: r.kind is RecordKind.DEPOSIT and r.tx_hash is None)
@@ -102,8 +120,12 @@ def reconcile(transfers: Iterable[TransferFact], records: Iterable[RecordFact], 
     _split(st)
     _batch(st)
     classifications = _internal(st)
-    flags = _noise(st, now)
+    flags = [Flag(t.id, kind) for t in st.free_t() for kind in st.noise.get(t.id, ())]
     flagged = {f.transfer_id for f in flags}
+    for t in st.free_t():
+        if is_outbound_lookalike(t, st.lookalikes):
+            st.open_break(BreakType.OUTBOUND_LOOKALIKE, [t], [], {"recipient": t.recipient,
+                                                                  "imitates": st.lookalikes.imitated(t.recipient)})
     for t in st.free_t():
         if t.id not in flagged and now - t.block_time >= policy.unmatched_grace:
             st.open_break(BreakType.UNMATCHED_TRANSFER, [t], [], {"age_s": int((now - t.block_time).total_seconds())})
@@ -264,46 +286,72 @@ def _components(edges: dict[tuple[str, str], set[int]], by_t: dict[int, set[tupl
 
 
 # ---- rule 3: split and batch ---------------------------------------------------------------------------------------
-def _exact_subsets(amount: int, items: list, value: Callable[[object], int], max_size: int) -> list[tuple]:
-    pool = sorted(items, key=lambda x: (value(x), getattr(x, "id", getattr(x, "key", None))))[:MAX_SUBSET_CANDIDATES]
-    return [c for n in range(2, max_size + 1) for c in combinations(pool, n) if sum(map(value, c)) == amount]
+def _combine(st: _State, rule: Rule, amount: int, pool: list, value: Callable[[object], int],
+             decide: Callable[[tuple, list], None]) -> None:
+    """Search `pool` (in canonical order) for the combinations summing to `amount`: one is matched (`decide`),
+    several or an unfinished search open one `ambiguous` break (`decide` with None)."""
+    found = exact_subsets(amount, [value(x) for x in pool], max_size=st.policy.max_combination,
+                          limit=st.policy.subset_search_limit)
+    if not found.complete:
+        decide((), pool)  # the candidates, all of them: which ones settle it is not known
+        return
+    subsets = [tuple(pool[i] for i in s) for s in found.solutions]
+    if len(subsets) == 1:
+        decide(subsets[0], [])
+    elif subsets:
+        decide((), [x for i, x in enumerate(pool) if any(i in s for s in found.solutions)])
 
 
 def _split(st: _State) -> None:
-    """One deposit record settled by several transfers into its address (same token, window), summing exactly."""
+    """One deposit record settled by several transfers into its address (same token, window), summing exactly.
+    Noise and zero amounts are never parts."""
     incoming = _index(st.free_t(), "in")
     for r in st.free_r():
         if r.kind is not RecordKind.DEPOSIT or r.tx_hash is not None:
             continue
-        pool = [t for t in incoming.get((r.chain_id, r.token, r.wallet), ()) if t.id not in st.matched_t
-                and t.id not in st.broken_t and _details_ok(t, r) and _in_window(t, r, st.policy)
-                and (t.id, r.key) not in st.policy.excluded]
-        subsets = _exact_subsets(r.amount, pool, lambda t: t.amount, st.policy.max_combination)
-        if len(subsets) == 1:
-            st.match(Rule.SPLIT, subsets[0], [r], [t.id for t in pool], {"parts": len(subsets[0])})
-        elif subsets:
-            st.open_break(BreakType.AMBIGUOUS, {t for s in subsets for t in s}, [r],
-                          {"rule": Rule.SPLIT.value, "combinations": len(subsets)})
+        pool = sorted((t for t in incoming.get((r.chain_id, r.token, r.wallet), ()) if t.id not in st.matched_t
+                       and t.id not in st.broken_t and t.id not in st.noise and t.amount > 0 and _details_ok(t, r)
+                       and _in_window(t, r, st.policy) and (t.id, r.key) not in st.policy.excluded),
+                      key=lambda t: (t.amount, t.id))
+
+        def decide(subset: tuple, ambiguous: list, r: RecordFact = r, pool: list = pool) -> None:
+            if subset:
+                st.match(Rule.SPLIT, subset, [r], [t.id for t in pool], {"parts": len(subset)})
+            elif ambiguous:
+                st.open_break(BreakType.AMBIGUOUS, ambiguous, [r], _ambiguity(Rule.SPLIT, st, pool, ambiguous))
+        _combine(st, Rule.SPLIT, r.amount, pool, lambda t: t.amount, decide)
+
+
+def _ambiguity(rule: Rule, st: _State, pool: list, named: list) -> dict[str, object]:
+    facts: dict[str, object] = {"rule": rule.value, "candidates": len(pool)}
+    if named is pool:
+        facts["search_limit"] = st.policy.subset_search_limit
+    else:
+        facts["named"] = len(named)
+    return facts
 
 
 def _batch(st: _State) -> None:
-    """Several records settled by one transfer (e.g. withdrawals paid out together), summing exactly."""
+    """Several records settled by one transfer (e.g. withdrawals paid out together), summing exactly. A noise
+    transfer settles nothing."""
     by_wallet: dict[tuple[int, str, str], list[RecordFact]] = defaultdict(list)
     for r in st.free_r():
         by_wallet[(r.chain_id, r.token, r.wallet)].append(r)
     for t in st.free_t():
+        if t.id in st.noise:
+            continue
         near = {r.key: r for side in (t.sender, t.recipient) for r in by_wallet.get((t.chain_id, t.token, side), ())}
-        near = [near[k] for k in sorted(near)]
-        pool = [r for r in near if r.key not in st.matched_r and r.key not in st.broken_r
-                and _details_ok(t, r) and (r.tx_hash is None or r.tx_hash.lower()
-                == t.tx_hash.lower()) and (r.tx_hash is not None or _in_window(t, r, st.policy))
-                and (t.id, r.key) not in st.policy.excluded]
-        subsets = _exact_subsets(t.amount, pool, lambda r: r.amount, st.policy.max_combination)
-        if len(subsets) == 1:
-            st.match(Rule.BATCH, [t], subsets[0], [t.id], {"parts": len(subsets[0])})
-        elif subsets:
-            st.open_break(BreakType.AMBIGUOUS, [t], {r for s in subsets for r in s},
-                          {"rule": Rule.BATCH.value, "combinations": len(subsets)})
+        pool = sorted((r for r in near.values() if r.key not in st.matched_r and r.key not in st.broken_r
+                       and r.amount > 0 and _details_ok(t, r) and (r.tx_hash is None or r.tx_hash.lower()
+                       == t.tx_hash.lower()) and (r.tx_hash is not None or _in_window(t, r, st.policy))
+                       and (t.id, r.key) not in st.policy.excluded), key=lambda r: (r.amount, r.key))
+
+        def decide(subset: tuple, ambiguous: list, t: TransferFact = t, pool: list = pool) -> None:
+            if subset:
+                st.match(Rule.BATCH, [t], subset, [t.id], {"parts": len(subset)})
+            elif ambiguous:
+                st.open_break(BreakType.AMBIGUOUS, [t], ambiguous, _ambiguity(Rule.BATCH, st, pool, ambiguous))
+        _combine(st, Rule.BATCH, t.amount, pool, lambda r: r.amount, decide)
 
 
 # ---- rule 4: internal transfers ------------------------------------------------------------------------------------
@@ -318,36 +366,3 @@ def _internal(st: _State) -> list[Classification]:
         else:
             st.open_break(BreakType.UNMATCHED_TRANSFER, [t], [], {"internal": True})
     return out
-
-
-# ---- rule 5: noise -------------------------------------------------------------------------------------------------
-def lookalike_shape(address: str) -> str:
-    """What an address-poisoning look-alike copies: the first and last 4 hex digits, lower case."""
-    return (address[2:6] + address[-4:]).lower()
-
-
-def counterparty_of(t: TransferFact) -> str:
-    """The other side of a transfer that touches our wallets."""
-    return t.sender if t.recipient_is_ours else t.recipient
-
-
-def _noise(st: _State, now: datetime) -> list[Flag]:
-    free = st.free_t()
-    others = {t.id: counterparty_of(t).lower() for t in free}
-    wanted = {lookalike_shape(o) for o in others.values()}
-    known = set(st.policy.known_counterparties) | {r.counterparty for r in st.records if r.counterparty}
-    known |= {r.wallet for r in st.records}
-    shapes: dict[str, set[str]] = defaultdict(set)
-    for k in known:  # index only the look-alike candidates of this pass's counterparties
-        if lookalike_shape(k) in wanted:
-            shapes[lookalike_shape(k)].add(k.lower())
-    flags = []
-    for t in free:
-        if t.amount == 0:
-            flags.append(Flag(t.id, "zero_value"))
-        elif t.amount < st.policy.dust.get((t.chain_id, t.token), 0) and t.sender not in known:
-            flags.append(Flag(t.id, "dust"))
-        other = others[t.id]
-        if shapes.get(lookalike_shape(other), set()) - {other}:
-            flags.append(Flag(t.id, "poisoning_suspect"))
-    return flags

@@ -29,6 +29,7 @@ class BreakType(StrEnum):
     AMBIGUOUS = "ambiguous"
     DUPLICATE_CLAIM = "duplicate_claim"
     REORGED_AFTER_MATCH = "reorged_after_match"
+    OUTBOUND_LOOKALIKE = "outbound_lookalike"  # we paid an address that imitates a known one: poisoning loss?
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ class Policy:
     dust: Mapping[tuple[int, str], int] = field(default_factory=dict)
     auto_internal: bool = True
     max_combination: int = 5
+    subset_search_limit: int = 200_000  # search nodes per split/batch search; beyond: an ambiguity break
     unmatched_grace: timedelta = timedelta(hours=1)
     missing_grace: timedelta = timedelta(hours=24)
     match_states: frozenset[str] = frozenset({"confirmed", "finalized"})

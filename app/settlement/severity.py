@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from app.settlement.model import BreakType
+
 
 class Severity(StrEnum):
     LOW = "low"
@@ -18,6 +20,8 @@ class Severity(StrEnum):
 
 
 ORDER = [Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
+# break types that are at least this severe whatever their amount: paying a look-alike is a likely poisoning loss
+TYPE_FLOORS: Mapping[str, Severity] = {BreakType.OUTBOUND_LOOKALIKE.value: Severity.HIGH}
 
 
 @dataclass(frozen=True)
@@ -32,12 +36,13 @@ class SeverityPolicy:
         Severity.CRITICAL: timedelta(hours=2)})
 
 
-def severity(amount_base_units: int, decimals: int, age: timedelta, policy: SeverityPolicy) -> Severity:
-    """The larger of the amount's level and the age's level."""
+def severity(amount_base_units: int, decimals: int, age: timedelta, policy: SeverityPolicy,
+             floor: Severity = Severity.LOW) -> Severity:
+    """The largest of the amount's level, the age's level and `floor` (see `TYPE_FLOORS`)."""
     by_amount = sum(amount_base_units >= threshold * 10**decimals for threshold in policy.amounts)
     by_age = 2 if age >= policy.ages[0] else 0
     by_age = 3 if age >= policy.ages[1] else by_age
-    return ORDER[max(by_amount, by_age)]
+    return ORDER[max(by_amount, by_age, ORDER.index(floor))]
 
 
 def due_at(opened_at: datetime, level: Severity, policy: SeverityPolicy) -> datetime:

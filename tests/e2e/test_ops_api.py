@@ -157,9 +157,11 @@ async def test_transfers_filter_by_recon_status_direction_and_block_time(engine:
     settings = _settings(tmp_path, database_url)
     matched, stray, zero = _transfer(10, 1_000_000), _transfer(11, 70_000), _transfer(12, 0)
     stray["block_time"], zero["block_time"] = WHEN + timedelta(hours=1), WHEN + timedelta(hours=2)
-    zero["sender"], zero["recipient"] = DEP, CUSTOMER  # an outgoing zero-value transfer: noise, explained
+    zero["sender"], zero["recipient"] = DEP, CUSTOMER  # an outgoing zero-value transfer: not noise, unmatched
+    bait = _transfer(14, 0)  # an incoming zero-value transfer from outside: noise, explained
+    bait["block_time"] = WHEN + timedelta(hours=4)
     async with engine.begin() as conn:
-        await conn.execute(Transfer.__table__.insert(), [matched, stray, zero])
+        await conn.execute(Transfer.__table__.insert(), [matched, stray, zero, bait])
         await conn.execute(Record.__table__.insert(), [_record("dep-10", 1_000_000, WHEN)])
     await reconcile_once(settings, engine, now=WHEN + timedelta(days=4))
     late = _transfer(13, 5)  # indexed after the pass: not decided yet
@@ -182,10 +184,10 @@ async def test_transfers_filter_by_recon_status_direction_and_block_time(engine:
         window = await ids(since=(WHEN + timedelta(hours=1)).isoformat(), until=(WHEN + timedelta(hours=3)).isoformat())
         naive = await client.get("/v1/transfers", params={"since": "2026-11-26T10:00:00"})
         unknown = await client.get("/v1/transfers", params={"recon_status": "lost"})
-    assert by_status == {"matched": [10], "explained": [12], "unmatched": [11], "pending": [13]}
-    assert listed == {10: "matched", 11: "unmatched", 12: "explained", 13: "pending"}
+    assert by_status == {"matched": [10], "explained": [14], "unmatched": [11, 12], "pending": [13]}
+    assert listed == {10: "matched", 11: "unmatched", 12: "unmatched", 13: "pending", 14: "explained"}
     assert one["recon_status"] == "unmatched"
-    assert directions == {"in": [10, 11, 13], "out": [12], "internal": []} and from_dep == [12]
+    assert directions == {"in": [10, 11, 13, 14], "out": [12], "internal": []} and from_dep == [12]
     assert window == [11, 12]
     assert naive.status_code == 400 and naive.json()["errors"][0]["field"] == "since"
     assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "recon_status"

@@ -1,8 +1,9 @@
 """The three ways of reconciling agree, on SQLite and PostgreSQL: a full pass with the set-based SQL pairing, a
 full pass by the pure core alone, and an incremental pass over what changed. Randomised data from small pools
 (few wallets, amounts and tx hashes, a tolerance on one token) so that candidates collide: ambiguity, duplicate
-claims, splits, batches, mismatches, window edges, pending and cancelled items, then a delta with new blocks,
-new records, a reorg and a person's unmatch."""
+claims, splits, batches, mismatches, window edges, pending and cancelled items, amounts between 0 and the dust
+threshold in and out, look-alikes of a known counterparty and of our hot wallet sending and being paid, and a
+tolerance of several base units; then a delta with new blocks, new records, a reorg and a person's unmatch."""
 
 from __future__ import annotations
 
@@ -27,22 +28,28 @@ USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
 USDT = "0xdAC17F958D2ee523a2206206994597C13D831ec7"
 DEPOSITS = [address_for(f"eq-dep-{i}") for i in range(12)]
 HOT = address_for("eq-hot")
-EXTERNAL = [address_for(f"eq-ext-{i}") for i in range(4)]
+PAYOUT = address_for("eq-payout")  # a second hot wallet, only in the fixed cases
+KNOWN = address_for("eq-known")  # a counterparty records name
+LOOKALIKES = [KNOWN[:6] + "e" * 30 + KNOWN[-4:], HOT[:6] + "d" * 30 + HOT[-4:]]
+EXTERNAL = [address_for(f"eq-ext-{i}") for i in range(4)] + [KNOWN, *LOOKALIKES]
 START = datetime(2026, 11, 20, tzinfo=UTC)
 NOW = START + timedelta(days=3)
-AMOUNTS = [1_000_000, 1_000_001, 2_000_000, 3_000_000, 5_000_000, 0]
+AMOUNTS = [1_000_000, 1_000_003, 1_000_006, 2_000_000, 3_000_000, 5_000_000, 100_000, 499_999, 1, 0]
+TOLERANCE = 5  # USDC base units: wider than 1, so ±3 is inside it and ±6 outside
 
 
 def _settings(url: str, tmp_path: Path, *, bulk: bool = True) -> Settings:
     wallets = [{"address": a, "label": f"d{i}", "kind": "deposit", "segregation": "customer"}
                for i, a in enumerate(DEPOSITS)]
     wallets.append({"address": HOT, "label": "hot", "kind": "hot", "segregation": "house"})
+    wallets.append({"address": PAYOUT, "label": "payout", "kind": "hot", "segregation": "house"})
     return Settings(database_url=url, data_dir=tmp_path, chains=[
         {"name": "eth", "chain_id": 1, "rpc_urls": ["http://127.0.0.1:1"]}],
         tokens=[{"chain": "eth", "address": USDC, "symbol": "USDC", "decimals": 6},
                 {"chain": "eth", "address": USDT, "symbol": "USDT", "decimals": 6}],
         wallets=wallets,  # type: ignore[arg-type]
-        recon={"tolerance": {"USDC": "0.000001"}, "dust": {"USDT": "0.5"}, "bulk_matching": bulk})  # type: ignore[arg-type]
+        recon={"tolerance": {"USDC": f"0.{TOLERANCE:06}"}, "dust": {"USDT": "0.5", "USDC": "0.5"},
+               "bulk_matching": bulk})  # type: ignore[arg-type]
 
 
 def _transfers(rng: random.Random, first_id: int, count: int, first_block: int) -> list[dict]:
@@ -63,6 +70,35 @@ def _transfers(rng: random.Random, first_id: int, count: int, first_block: int) 
     return out
 
 
+def _small_and_lookalike(block: int) -> list[dict]:
+    """Fixed delta transfers the random ones may miss: 0.1 USDT paid out (from a wallet no look-alike imitates)
+    and received with no record (a break on every pass, and dust), payments to look-alikes of a known
+    counterparty and of our hot wallet (breaks), and the look-alikes' bait (noise)."""
+    when = START + timedelta(minutes=40 * block)
+    cases = [(PAYOUT, UNKNOWN, USDT, 100_000), (UNKNOWN, DEPOSITS[0], USDT, 100_000),
+             (HOT, LOOKALIKES[0], USDC, 5_000_000), (DEPOSITS[2], LOOKALIKES[1], USDT, 1),
+             (LOOKALIKES[0], DEPOSITS[3], USDC, 0), (LOOKALIKES[1], HOT, USDT, 2_000_000)]
+    return [{"id": SMALL_IDS + i, "chain_id": 1, "token": token, "sender": sender, "recipient": recipient,
+             "amount": amount, "tx_hash": f"0x{SMALL_IDS + i:064x}", "log_index": i, "block_number": block,
+             "block_hash": f"0x{block:064x}", "block_time": when, "state": "finalized", "seen_at": when,
+             "confirmed_at": when, "finalized_at": when}
+            for i, (sender, recipient, token, amount) in enumerate(cases)]
+
+
+SMALL_IDS = 5000
+UNKNOWN = address_for("eq-unknown")  # never named by a record
+SMALL_OUTCOME = {("breaks", "unmatched_transfer", SMALL_IDS), ("classified", "dust", SMALL_IDS + 1),
+                 ("breaks", "outbound_lookalike", SMALL_IDS + 2), ("breaks", "outbound_lookalike", SMALL_IDS + 3),
+                 ("classified", "zero_value", SMALL_IDS + 4), ("classified", "poisoning_suspect", SMALL_IDS + 4),
+                 ("classified", "poisoning_suspect", SMALL_IDS + 5)}
+
+
+def _small_outcome(snapshot: tuple[set, set, set]) -> set:
+    _, breaks, classified = snapshot
+    out = {("breaks", kind, i) for kind, ids, _ in breaks for i in json.loads(ids) if i >= SMALL_IDS}
+    return out | {("classified", reason, i) for i, reason in classified if i >= SMALL_IDS}
+
+
 def _records(rng: random.Random, transfers: list[dict], prefix: str, count: int) -> list[dict]:
     out = []
     for j in range(count):
@@ -73,9 +109,10 @@ def _records(rng: random.Random, transfers: list[dict], prefix: str, count: int)
         if rng.random() < 0.15:
             wallet = rng.choice(DEPOSITS + [HOT])
         counterparty = None
-        if rng.random() < 0.3:
-            counterparty = rng.choice([t["sender"] if kind == "deposit" else t["recipient"], *EXTERNAL])
-        amount = t["amount"] + rng.choice([0, 0, 0, 1, -1 if t["amount"] else 0])
+        if rng.random() < 0.3 or j == 0:
+            other = t["sender"] if kind == "deposit" else t["recipient"]
+            counterparty = KNOWN if j == 0 else rng.choice([other, *EXTERNAL, KNOWN])
+        amount = t["amount"] + rng.choice([0, 0, 0, 1, 3, 6, -1 if t["amount"] else 0, -3 if t["amount"] > 3 else 0])
         if rng.random() < 0.15:
             amount = rng.choice(AMOUNTS[:-1])
         tx_hash = t["tx_hash"] if rng.random() < 0.4 else None
@@ -140,7 +177,8 @@ async def _play(database_url: str, tmp_path: Path, seed: int, mode: str) -> tupl
         after_base = await _snapshot(engine)
 
         delta_t = _transfers(rng, 1000, 30, 100)
-        await _load(engine, delta_t, _records(rng, base_t + delta_t, "d", 25), mark=True)
+        records = _records(rng, base_t + delta_t, "d", 25)
+        await _load(engine, delta_t + _small_and_lookalike(60), records, mark=True)
         async with engine.begin() as conn:  # a reorg orphans two base blocks; a seen block gets confirmed
             await conn.execute(update(Transfer.__table__).where(Transfer.__table__.c.block_number.in_([5, 6]))
                                .values(state="orphaned"))
@@ -172,6 +210,7 @@ async def test_full_sql_full_core_and_incremental_passes_agree(database_url: str
     assert len(core_base[0]) > 5 and len(core_base[1]) > 5  # the data does exercise matching and breaking
     assert core_delta == bulk_delta
     assert core_delta == inc_delta
+    assert _small_outcome(core_delta) == SMALL_OUTCOME
 
 
 async def test_a_reorg_that_removes_one_of_two_candidates_lets_the_incremental_pass_match_the_other(
