@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.persistence import audit
 from app.persistence import recon_repo as repo
 from app.persistence.tables import Transfer
-from app.reconciler import rebuild_differences, reconcile_once
+from app.rebuild import rebuild_differences
+from app.reconciler import reconcile_once
 from app.records import ingest
 from app.settings import Settings
 from tests.support.harness import address_for
@@ -137,7 +138,7 @@ async def test_a_corrected_matched_record_is_matched_again_only_where_it_agrees(
         assert key not in open_r
     async with engine.connect() as conn:
         assert (await audit.verify(conn))[1] is None
-    assert await rebuild_differences(settings, engine, now=LATER) == (set(), set())
+    assert (await rebuild_differences(settings, engine, now=LATER)).count == 0
 
 
 async def test_a_change_matching_does_not_look_at_keeps_the_match(engine: AsyncEngine, database_url: str,
