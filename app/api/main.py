@@ -105,16 +105,22 @@ async def _watch(settings: Settings, engine: AsyncEngine, supervisor: Supervisor
     the API. The watcher itself records chain errors on the chain and goes on; whatever escapes it (a database
     restart, an integrity error, a reply nobody classified) ends up here."""
     chain = settings.chain(name)
+    loop = watcher_loop(name)
+
+    def progressed(chain_name: str, block: int, head: int) -> None:  # a committed batch: the watcher works again
+        supervisor.succeeded(loop)
+        if on_progress is not None:
+            on_progress(chain_name, block, head)
 
     async def work() -> None:
         try:
-            await index_chain(settings, engine, chain, once=False, stop=stop, on_progress=on_progress)
+            await index_chain(settings, engine, chain, once=False, stop=stop, on_progress=progressed)
         except WatcherLocked as exc:  # another process indexes this chain: not a failure of ours
             log.info("watcher %s: %s", name, exc)
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(chain.poll_interval, 1.0))
 
-    await supervisor.run_forever(watcher_loop(name), work, stop)
+    await supervisor.run_forever(loop, work, stop)
 
 
 RECONCILER = "reconciler"
