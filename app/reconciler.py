@@ -15,7 +15,7 @@ from time import perf_counter
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.persistence import audit, feed, recon_bulk, records_repo
+from app.persistence import audit, feed, locks, recon_bulk, records_repo
 from app.persistence import recon_repo as repo
 from app.settings import Settings
 from app.settlement.amounts import parse_units
@@ -143,7 +143,7 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
     now = now or datetime.now(UTC)
     summary = PassSummary()
     ours = (await wallet_book(settings, engine)).our_wallets()  # before the transaction: it may seed the registry
-    async with feed.transaction(engine) as conn:
+    async with locks.reconciler_lock(engine), feed.transaction(engine) as conn:  # SQLite: a lock file
         if conn.dialect.name == "postgresql":
             await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(6106700001)")  # one reconciler at a time
         dirty = await repo.due_dirty(conn, now)
