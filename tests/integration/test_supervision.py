@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -130,3 +131,46 @@ async def test_health_names_a_failing_job_and_a_job_without_success_for_a_few_in
 
 async def _boom() -> None:
     raise RuntimeError("node down")
+
+
+async def test_the_after_batch_reconciler_survives_a_failed_pass_and_reconciles_what_woke_it(
+        chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first pass after a batch raises an error no one expected (as `database is locked` did in every demo
+    run): the loop records it, waits its backoff and runs the pass again, which matches the deposit."""
+    import app.api.main as main
+    from app.persistence import recon_repo as repo
+    from app.records import ingest
+
+    real, failures = main.reconcile_once, [IntegrityError("INSERT INTO matches", {}, Exception("duplicate key"))]
+
+    async def failing_once(*args: object, **kwargs: object) -> object:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(main, "reconcile_once", failing_once)
+    usdc = chain_a.tokens["usdc"]
+    usdc.mint(CUSTOMER, 10**12)
+    settings = make_settings(tmp_path, database_url, [chain_a.chain_config("a", confirmations=0, finality=3)],
+                             chain_a.token_configs("a"), [wallet(DEPOSIT, "d")])
+    settings = settings.model_copy(update={"supervision": settings.supervision.model_copy(update=FAST),
+                                           "recon": settings.recon.model_copy(update={"interval": 3600.0})})
+    tx = usdc.transfer(CUSTOMER, DEPOSIT, 4_200_000)
+    await ingest(settings, engine, [{"source": "core", "external_id": "dep-1", "kind": "deposit", "chain": "a",
+                                     "token": usdc.address, "amount_base_units": 4_200_000, "wallet": DEPOSIT,
+                                     "segregation": "customer", "status": "completed", "tx_hash": tx,
+                                     "created_at": datetime.now(UTC).isoformat()}], actor="core")
+    app = create_app(settings, engine=engine, run_watchers=True)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+
+        async def matched() -> bool:
+            async with engine.connect() as conn:
+                return any(k[1] == "dep-1" for m in await repo.active_matches(conn) for k in m["record_keys"])
+
+        await until(matched, "the deposit matched after the failed pass")
+        loops = {loop["name"]: loop for loop in (await client.get("/v1/health")).json()["loops"]}
+    assert not failures
+    assert (loops["reconciler"]["errors_total"], loops["reconciler"]["consecutive_errors"]) == (1, 0)
+    assert loops["reconciler"]["last_error"].startswith("IntegrityError")
