@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -70,15 +72,17 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN")
 
 
-_WRITE_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
+_WRITE_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary())
 
 
 def _write_lock(database: str) -> asyncio.Lock:
-    """The process's write lock for one SQLite file (shared by every engine on it), per event loop."""
-    key = (id(asyncio.get_running_loop()), database)
-    lock = _WRITE_LOCKS.get(key)
+    """The process's write lock for one SQLite file (shared by every engine on it), per event loop (an asyncio
+    lock belongs to one loop; `asyncio.run` in the CLI makes a new one each time)."""
+    locks = _WRITE_LOCKS.setdefault(asyncio.get_running_loop(), {})
+    lock = locks.get(database)
     if lock is None:
-        lock = _WRITE_LOCKS[key] = asyncio.Lock()
+        lock = locks[database] = asyncio.Lock()
     return lock
 
 
@@ -87,7 +91,7 @@ class SqliteEngine(AsyncEngine):
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        lock = _write_lock(str(self.sync_engine.url.database))
+        lock = _write_lock(os.path.realpath(self.sync_engine.url.database or ":memory:"))
         task = asyncio.current_task()
         if getattr(lock, "owner", None) is task and lock.locked():
             # a second write transaction inside the first would wait for itself forever
