@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -13,7 +14,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from app.errors import SettleError
-from app.settings import Settings, load_settings
+from app.settings import ChainConfig, Settings, load_settings
+
+if TYPE_CHECKING:
+    from app.supervision import Supervisor
 
 cli = typer.Typer(help="Stablecoin settlement tracker.", no_args_is_help=True, add_completion=False)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -129,8 +133,10 @@ def index(
     once: Annotated[bool, typer.Option("--once", help="stop when caught up to the head")] = False,
 ) -> None:
     """Index Transfers from each chain's start block to the head, then follow the head."""
-    from app.indexer import index_chains, tune_gc_for_indexing
+    from app.errors import WatcherLocked
+    from app.indexer import index_chain, index_chains, tune_gc_for_indexing
     from app.persistence.db import make_engine
+    from app.supervision import watcher_loop
 
     settings = _settings(ctx)
     chains = _chains_to_use(settings, chain)
@@ -153,13 +159,36 @@ def index(
                 progress.update(tasks[name], completed=block, total=head)  # type: ignore[arg-type]
 
             try:
-                await index_chains(settings, engine, chains, once=once, stop=stop, on_progress=on_progress)
+                if once:
+                    await index_chains(settings, engine, chains, once=once, stop=stop, on_progress=on_progress)
+                else:  # following: whatever escapes a watcher is logged, counted and retried with backoff
+                    supervisor, locked = _supervisor(settings), []
+
+                    async def follow(c: ChainConfig) -> None:
+                        try:
+                            await index_chain(settings, engine, c, once=False, stop=stop, on_progress=on_progress)
+                        except WatcherLocked as exc:  # another indexer runs: say so and stop, do not retry
+                            locked.append(exc)
+                            stop.set()
+
+                    await asyncio.gather(*(supervisor.run_forever(watcher_loop(c.name), functools.partial(
+                        follow, c), stop) for c in chains))
+                    if locked:
+                        raise locked[0]
             finally:
                 await engine.dispose()
 
     _run(run())
     if once:
         console.print("caught up")
+
+
+def _supervisor(settings: Settings) -> Supervisor:
+    from app.supervision import Backoff, Supervisor
+
+    cfg = settings.supervision
+    return Supervisor(Backoff(cfg.backoff_initial_seconds, cfg.backoff_max_seconds),
+                      stale_intervals=cfg.stale_intervals, stale_min_seconds=cfg.stale_min_seconds)
 
 
 def _run(coro: object) -> None:
@@ -361,16 +390,24 @@ def recon(
                               f"{sum(map(len, diff.breaks))}, classifications {sum(map(len, diff.classifications))})")
                 differs.append(diff.count > 0)
                 return
-            first = True
-            while True:
-                s = await reconcile_once(settings, engine, full=full and first)
-                first = False
+            first = [full]
+
+            async def one_pass() -> None:
+                s = await reconcile_once(settings, engine, full=first[0])
+                first[0] = False
                 console.print(f"{'full' if s.full else 'incremental'} pass: matched {s.matched}, unmatched by reorg"
                               f" {s.unmatched_by_reorg}, breaks opened "
                               f"{len(s.opened)}, closed {s.closed}, classified {s.classified}")
-                if once:
-                    return
-                await asyncio.sleep(interval)
+
+            if once:
+                await one_pass()
+                return
+            supervisor = _supervisor(settings)  # following: a failed pass is logged, counted and retried
+            while True:
+                if await supervisor.attempt("reconciler", one_pass):
+                    await asyncio.sleep(interval)
+                else:
+                    await supervisor.pause("reconciler", asyncio.Event())
         finally:
             await engine.dispose()
 

@@ -17,7 +17,7 @@ from time import perf_counter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.persistence import audit, feed, lock_order, recon_bulk
+from app.persistence import audit, feed, lock_order, locks, recon_bulk
 from app.persistence import recon_repo as repo
 from app.settings import Settings
 from app.settlement.matching import RULE_VERSION, lookalike_shape, reconcile
@@ -161,7 +161,7 @@ async def reconcile_once(settings: Settings, engine: AsyncEngine, *, now: dateti
 async def _reconcile_attempt(settings: Settings, engine: AsyncEngine, now: datetime, full: bool) -> PassSummary:
     summary = PassSummary()
     ours = (await wallet_book(settings, engine)).our_wallets()  # before the transaction: it may seed the registry
-    async with feed.transaction(engine) as conn:
+    async with locks.reconciler_lock(engine), feed.transaction(engine) as conn:  # SQLite: a lock file
         await lock_order.reconciler_pass(conn)  # one reconciler at a time
         await lock_order.recon_state(conn)  # before anything it decides from (see lock_order)
         dirty = await repo.due_dirty(conn, now)

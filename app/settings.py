@@ -164,6 +164,16 @@ class ApiConfig(_Strict):
                                                                        "(413) before they are read")
 
 
+class SupervisionConfig(_Strict):
+    """The long-running loops and scheduled jobs of `serve`: retry after any error, and when health says so."""
+
+    backoff_initial_seconds: PositiveFloat = Field(1.0, description="first wait after a loop or job fails")
+    backoff_max_seconds: PositiveFloat = Field(60.0, description="the wait doubles (with jitter) up to this")
+    stale_intervals: PositiveFloat = Field(5.0, description="health is degraded when a chain has not reported, or "
+                                                            "a job not succeeded, for this many of its intervals")
+    stale_min_seconds: float = Field(30.0, ge=0, description="... and for at least this long")
+
+
 class Settings(BaseSettings):
     """All configuration. Build it with `load_settings()`, which reports errors by key."""
 
@@ -177,6 +187,7 @@ class Settings(BaseSettings):
     api: ApiConfig = ApiConfig()
     recon: ReconConfig = ReconConfig()
     audit: AuditConfig = AuditConfig()
+    supervision: SupervisionConfig = SupervisionConfig()
     chains: list[ChainConfig] = []
     tokens: list[TokenConfig] = []
     wallets: list[WalletConfig] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
@@ -36,6 +37,7 @@ from chains.types import (
 from wallets import Address
 
 log = logging.getLogger(__name__)
+ERROR_BACKOFF_MAX = 60.0  # seconds: the longest pause after chain errors in a row
 
 Progress = Callable[[str, int, int], None]
 WalletUpdates = Callable[[], Awaitable[Sequence[WalletSpec] | None]]
@@ -88,6 +90,7 @@ class ChainWatcher:
         """Follow the head until `stop` is set. Errors are recorded on the chain and retried after a pause.
         `wallets`, if given, is asked before each step for a changed wallet list (see `set_wallets`)."""
         prepared = False
+        failures = 0  # in a row: the pause after a failure doubles (with jitter) up to ERROR_BACKOFF_MAX
         while not stop.is_set():
             try:
                 if not prepared:
@@ -96,13 +99,19 @@ class ChainWatcher:
                 elif wallets is not None and (changed := await wallets()) is not None:
                     await self.set_wallets(changed)
                 more = await self.step()
+                failures = 0
             except ChainError as exc:
-                log.warning("chain %s: %s", self.spec.name, exc)
+                failures += 1
+                log.warning("chain %s: %s (%d in a row)", self.spec.name, exc, failures)
                 await self.store.record_status(self.spec.chain_id, marks=None, state=None, error=str(exc)[:500])
                 more = False
             if not more:
+                pause = self.spec.poll_interval
+                if failures:
+                    pause = min(pause * 2 ** min(failures - 1, 20), max(pause, ERROR_BACKOFF_MAX))
+                    pause *= random.uniform(0.75, 1.0)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.spec.poll_interval)
+                    await asyncio.wait_for(stop.wait(), timeout=pause)
 
     async def prepare(self) -> None:
         """Load the cursor and targets; register newly configured tokens and wallets for their own backfill."""

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.access import Scope
@@ -19,6 +20,7 @@ from app.api.problems import problem_response
 from app.api.schemas import (
     ChainOut,
     HealthOut,
+    LoopHealth,
     TransferOut,
     TransferPage,
     UnmatchedPage,
@@ -31,6 +33,7 @@ from app.persistence import candidates_repo, recon_repo
 from app.persistence import transfers_repo as repo
 from app.settings import Settings
 from app.suggestions import CANDIDATE_POOL, our_side, records_for
+from app.supervision import ChainReport, Supervisor, health_problems, watcher_loop
 from app.wallet_book import wallet_book
 from chains.redaction import redact_url
 from chains.types import ChainState, TransferState
@@ -61,19 +64,31 @@ async def _chains(settings: Settings, engine: AsyncEngine) -> list[ChainOut]:
     return out
 
 
-@router.get("/health", response_model=HealthOut, responses={503: {"model": HealthOut,
-                                                                 "description": "a chain is in alert"}})
+@router.get("/health", response_model=HealthOut, responses={503: {
+    "model": HealthOut, "description": "a chain is in alert (a reorg below finality), or the database cannot be read"}})
 async def health(request: Request) -> JSONResponse:
-    """Per-chain lag and state. 503 when any chain is in `alert` (a reorg below finality)."""
-    chains = await _chains(*_ctx(request))
-    status = "ok"
-    if any(c.state == ChainState.ALERT for c in chains):
-        status = "alert"
-    elif any(c.state != ChainState.LIVE or c.lag is None or c.lag > LAG_DEGRADED for c in chains):
-        status = "degraded"
+    """Per-chain lag and state, and this process's supervised loops. `degraded` when a chain is not live or lags,
+    has not reported within a few poll intervals, or failed its last poll; or when a loop or job of this process
+    is failing or has not succeeded within a few of its intervals: `problems` names which. 503 when a chain is in
+    `alert`, or the database cannot be read (`unavailable`)."""
+    supervisor: Supervisor = request.app.state.supervisor
+    loops = [LoopHealth(**{k: getattr(loop, k) for k in LoopHealth.model_fields}) for loop in
+             supervisor.loops.values()]
+    try:
+        chains = await _chains(*_ctx(request))
+    except (SQLAlchemyError, OSError) as exc:
+        body = HealthOut(status="unavailable", chains=[], problems=[f"database: {type(exc).__name__}"], loops=loops)
+        return JSONResponse(body.model_dump(mode="json"), status_code=503)
+    settings = request.app.state.settings
+    problems = [f"chain {c.name}: {c.state}" + (f", lag {c.lag}" if c.lag is not None else "") for c in chains
+                if c.state != ChainState.LIVE or c.lag is None or c.lag > LAG_DEGRADED]
+    problems += health_problems(supervisor, [
+        ChainReport(c.name, settings.chain(c.name).poll_interval, c.updated_at, c.last_error, c.last_error_at,
+                    watcher_loop(c.name)) for c in chains if c.state != ChainState.ALERT])
+    status = "alert" if any(c.state == ChainState.ALERT for c in chains) else "degraded" if problems else "ok"
     body = HealthOut(status=status, chains=[
         {"name": c.name, "chain_id": c.chain_id, "state": c.state, "lag": c.lag, "last_error": c.last_error}
-        for c in chains])  # type: ignore[misc]
+        for c in chains], problems=problems, loops=loops)  # type: ignore[misc]
     return JSONResponse(body.model_dump(mode="json"), status_code=503 if status == "alert" else 200)
 
 

@@ -217,8 +217,21 @@ class ChainHealth(BaseModel):
     last_error: str | None
 
 
+class LoopHealth(BaseModel):
+    name: str = Field(description="a supervised loop or job of this process: `watcher <chain>`, `reconciler`, "
+                                  "`reconciler-follow`, `balance-check`")
+    errors_total: int = Field(description="exceptions it survived since the process started")
+    consecutive_errors: int = Field(description="failures since its last success (0: its last run succeeded)")
+    last_error: str | None
+    last_error_at: datetime | None
+    last_success_at: datetime | None
+
+
 class HealthOut(BaseModel):
-    status: str = Field(description="ok | degraded | alert")
+    status: str = Field(description="ok | degraded | alert | unavailable (the database cannot be read)")
     chains: list[ChainHealth]
+    problems: list[str] = Field(default_factory=list, description="why it is not ok, naming the chain or loop")
+    loops: list[LoopHealth] = Field(default_factory=list)
     model_config = examples({"status": "ok", "chains": [{"name": "ethereum", "chain_id": 1, "state": "live",
-                                                         "lag": 2, "last_error": None}]})
+                                                         "lag": 2, "last_error": None}], "problems": [],
+                             "loops": []})

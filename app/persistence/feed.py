@@ -91,7 +91,7 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         try:
             yield conn
         except BaseException:
-            conn.info.pop(_KEY, None)
+            _drop_staged(conn.sync_connection)  # type: ignore[arg-type]
             raise
         await flush(conn)
 
@@ -244,6 +244,8 @@ def _refuse_unflushed(conn: Connection) -> None:
 
 
 def _drop_staged(conn: Connection) -> None:
+    if conn.invalidated:  # the connection died (a server restart, a cancelled query): its staged events with it;
+        return            # touching `info` now would raise and hide the error that killed it
     conn.info.pop(_KEY, None)
 
 

@@ -1,7 +1,9 @@
-"""One watcher per chain: a PostgreSQL advisory lock, or an exclusive lock file on SQLite."""
+"""One watcher per chain, and one reconciler pass at a time: PostgreSQL advisory locks, or exclusive lock files
+on SQLite."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 from collections.abc import AsyncIterator
@@ -40,6 +42,35 @@ async def chain_lock(engine: AsyncEngine, chain_id: int, lock_dir: Path) -> Asyn
             raise WatcherLocked(f"another watcher holds the lock for chain {chain_id}") from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+RECONCILER_LOCK_POLL = 0.05  # seconds between tries while another process reconciles
+
+
+@asynccontextmanager
+async def reconciler_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Hold the reconciler lock for the duration of the block, waiting for it while another process (`settle
+    recon` beside `settle serve`) holds it. SQLite: an exclusive lock file beside the database file, so every
+    process on that database shares it whatever its data_dir. PostgreSQL: nothing here, the pass takes a
+    transaction-scoped advisory lock itself."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    fd = os.open(f"{database}.reconciler.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(RECONCILER_LOCK_POLL)  # polled, so that a cancelled wait leaves nothing behind
         try:
             yield
         finally:

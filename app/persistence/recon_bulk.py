@@ -175,34 +175,64 @@ def _carried(pg: bool) -> str:
 async def _write(conn: AsyncConnection, rule: str, edges: str, params: dict[str, object], system: str,
                  now: datetime, pg: bool) -> list[tuple[str, int, int]]:
     await conn.exec_driver_sql("DELETE FROM recon_pairs")
-    base = int(await conn.scalar(text("SELECT coalesce(max(id), 0) FROM matches")) or 0)
     pairs = text(f"""
         INSERT INTO recon_pairs (match_id, tid, rid, block_hash, source, external_id, record_keys, facts)
-        SELECT :base + row_number() OVER (ORDER BY tid), tid, rid, block_hash, source, external_id, record_keys,
+        SELECT row_number() OVER (ORDER BY tid), tid, rid, block_hash, source, external_id, record_keys,
                facts FROM (
             SELECT e.*, count(*) OVER (PARTITION BY rid) AS per_record,
                    count(*) OVER (PARTITION BY tid) AS per_transfer
             FROM ({edges}) e) c
         WHERE ok = 1 AND per_record = 1 AND per_transfer = 1""")
     amounts = [bindparam(k, type_=ExactInt()) for k in params if k.startswith(AMOUNT_PARAM) and f":{k} " in edges]
-    await conn.execute(pairs.bindparams(*amounts), {**params, "base": base})
+    await conn.execute(pairs.bindparams(*amounts), params)
     count = int(await conn.scalar(text("SELECT count(*) FROM recon_pairs")) or 0)
     if not count:
         return []
     at = "CAST(:now AS TIMESTAMPTZ)" if pg else ":now"
-    stmt = text(f"""
-        INSERT INTO matches (id, rule, rule_version, transfer_ids, record_keys, candidates, facts, created_at,
-                             created_by)
-        SELECT match_id, :rule, :version, '[' || tid || ']', record_keys, '[' || tid || ']', facts, {at}, :system
-        FROM recon_pairs ORDER BY match_id""").bindparams(bindparam("now", type_=UTCDateTime()))
-    await conn.execute(stmt, {"rule": rule, "version": RULE_VERSION, "system": system, "now": now})
-    yes = "true" if pg else "1"
-    await conn.exec_driver_sql(f"""
-        INSERT INTO match_links (match_id, transfer_id, block_hash, record_source, record_external_id, active)
-        SELECT match_id, tid, block_hash, NULL, NULL, {yes} FROM recon_pairs
-        UNION ALL SELECT match_id, NULL, NULL, source, external_id, {yes} FROM recon_pairs""")
+    values = {"rule": rule, "version": RULE_VERSION, "system": system, "now": now}
     if pg:
-        await conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('matches', 'id'), "
-                                   "(SELECT max(id) FROM matches))")
+        base = await _reserve_match_ids(conn, count)
+        values["base"] = base
+    stmt = text(f"""
+        INSERT INTO matches ({"id, " if pg else ""}rule, rule_version, transfer_ids, record_keys, candidates, facts,
+                             created_at, created_by)
+        SELECT {":base + match_id, " if pg else ""}:rule, :version, '[' || tid || ']', record_keys, '[' || tid || ']',
+               facts, {at}, :system
+        FROM recon_pairs ORDER BY match_id""").bindparams(bindparam("now", type_=UTCDateTime()))
+    await conn.execute(stmt, values)
+    if not pg:
+        base = await _sqlite_assigned_base(conn, count)
+    yes = "true" if pg else "1"
+    await conn.execute(text(f"""
+        INSERT INTO match_links (match_id, transfer_id, block_hash, record_source, record_external_id, active)
+        SELECT :base + match_id, tid, block_hash, NULL, NULL, {yes} FROM recon_pairs
+        UNION ALL SELECT :base + match_id, NULL, NULL, source, external_id, {yes} FROM recon_pairs"""),
+        {"base": base})
     feed.stage_matches(conn, base + 1, base + count)
     return [(rule, base + 1, base + count)]
+
+
+async def _reserve_match_ids(conn: AsyncConnection, count: int) -> int:
+    """PostgreSQL: `count` consecutive ids from the matches sequence; returns the one before the first. The table
+    lock `match_unique_pairs` took (until commit; reads go on) keeps every other insert into matches out, and
+    every other writer draws its ids in its INSERT (after that lock), so none can take an id of the range."""
+    first = int(await conn.scalar(text("SELECT nextval(pg_get_serial_sequence('matches', 'id'))")))
+    await conn.execute(text("SELECT setval(pg_get_serial_sequence('matches', 'id'), :last)"),
+                       {"last": first + count - 1})
+    return first - 1
+
+
+async def _sqlite_assigned_base(conn: AsyncConnection, count: int) -> int:
+    """SQLite: the ids the database gave the `count` rows just inserted in match_id order (the writer holds the
+    database's write lock, so they are consecutive, ending at last_insert_rowid()); returns the one before the
+    first. Checked at both ends: never a silently shifted id."""
+    last = int(await conn.scalar(text("SELECT last_insert_rowid()")))
+    base = last - count
+    ends = dict((await conn.execute(text(
+        "SELECT m.id - :base, m.transfer_ids FROM matches m WHERE m.id IN (:first, :last)"),
+        {"base": base, "first": base + 1, "last": last})).all())
+    pairs = dict((await conn.execute(text(
+        "SELECT match_id, '[' || tid || ']' FROM recon_pairs WHERE match_id IN (1, :count)"), {"count": count})).all())
+    if ends != pairs:
+        raise RuntimeError(f"matches ids not consecutive after a bulk insert: {ends} != {pairs}")
+    return base

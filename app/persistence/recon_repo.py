@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, text, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.persistence import feed
@@ -153,17 +153,12 @@ async def add_match(conn: AsyncConnection, *, rule: str, rule_version: str, tran
     return int(match_id)
 
 
-async def reserve_ids(conn: AsyncConnection, table: str, n: int) -> list[int]:
-    """`n` new ids for `table`, so that a bulk insert needs no RETURNING (row-at-a-time on SQLite): from the
-    sequence on PostgreSQL; after the largest id on SQLite, whose single writer is this transaction."""
-    if n == 0:
+async def _insert_returning_ids(conn: AsyncConnection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert `rows`; the ids the database generated for them (its sequence, or SQLite's rowid), in row order."""
+    if not rows:
         return []
-    if conn.dialect.name == "postgresql":
-        rows = await conn.execute(text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
-                                       "FROM generate_series(1, :n)"), {"n": n})
-        return sorted(int(r[0]) for r in rows)
-    base = int(await conn.scalar(text(f"SELECT coalesce(max(id), 0) FROM {table}")) or 0)
-    return list(range(base + 1, base + n + 1))
+    result = await conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
+    return [int(r[0]) for r in result]
 
 
 async def add_matches(conn: AsyncConnection, matches: list[dict[str, Any]], *, actor: str, at: datetime) -> list[int]:
@@ -172,13 +167,11 @@ async def add_matches(conn: AsyncConnection, matches: list[dict[str, Any]], *, a
     ids: list[int] = []
     for i in range(0, len(matches), 5000):
         chunk = matches[i:i + 5000]
-        new = await reserve_ids(conn, "matches", len(chunk))
-        rows = [{"id": mid, "rule": m["rule"], "rule_version": m["rule_version"],
+        rows = [{"rule": m["rule"], "rule_version": m["rule_version"],
                  "transfer_ids": dumps(sorted(m["transfer_ids"])),
                  "record_keys": dumps(sorted(tuple(k) for k in m["record_keys"])), "candidates": dumps(m["candidates"]),
-                 "facts": dumps(m["facts"]), "created_at": at, "created_by": actor} for mid, m in zip(new, chunk,
-                                                                                                      strict=True)]
-        await conn.execute(M.insert(), rows)
+                 "facts": dumps(m["facts"]), "created_at": at, "created_by": actor} for m in chunk]
+        new = await _insert_returning_ids(conn, M, rows)
         for mid in new:
             feed.stage(conn, "match.created", mid, at)
         ids += new
@@ -293,16 +286,15 @@ async def open_breaks_many(conn: AsyncConnection, breaks: list[dict[str, Any]], 
     ids: list[int] = []
     for i in range(0, len(breaks), 5000):
         chunk = breaks[i:i + 5000]
-        new = await reserve_ids(conn, "breaks", len(chunk))
-        rows = [{"id": bid, "type": b["type"], "status": "open", "fingerprint": b["fingerprint"],
+        rows = [{"type": b["type"], "status": "open", "fingerprint": b["fingerprint"],
                  "chain_id": b.get("chain_id"), "token": b.get("token"), "amount": b.get("amount"),
                  "severity": b.get("severity", "low"),
                  "due_at": b.get("due_at"),
                  "since": b.get("since"),
                  "transfer_ids": dumps(sorted(b["transfer_ids"])),
                  "record_keys": dumps(sorted(tuple(k) for k in b["record_keys"])), "facts": dumps(b["facts"]),
-                 "opened_at": at} for bid, b in zip(new, chunk, strict=True)]
-        await conn.execute(BR.insert(), rows)
+                 "opened_at": at} for b in chunk]
+        new = await _insert_returning_ids(conn, BR, rows)
         for bid in new:
             feed.stage(conn, "break.opened", bid, at, state="open")
         ids += new

@@ -110,7 +110,8 @@ async def test_health_and_chains_report_lag_state_and_redacted_endpoints(
         shown = (await client.get("/v1/chains")).text
     assert before["status"] == "degraded" and before["chains"][0]["state"] == "not started"
     assert health == {"status": "ok", "chains": [{"name": "a", "chain_id": chain_a.chain_id, "state": "live",
-                                                  "lag": 0, "last_error": None}]}
+                                                  "lag": 0, "last_error": None}],
+                      "problems": [], "loops": []}
     head = chain_a.anvil.block_number()
     assert chains[0]["head"] == chains[0]["indexed"] == head and chains[0]["lag"] == 0
     assert chains[0]["finalized"] == head - 6 and chains[0]["safe"] == head - 2

@@ -111,6 +111,7 @@ def test_demo_serves_live_data_and_stops_cleanly(tmp_path: Path, stop_signal: si
         output = log.read_text()
         assert code == 0, output
         assert "Traceback" not in output, output
+        assert "database is locked" not in output and " in a row, " not in output, output  # no loop failed
         assert "demo: stopped" in output
         assert not [pid for pid in anvil_pids if _anvil_alive(pid)], "anvil left running"
     finally:

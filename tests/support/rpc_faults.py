@@ -28,12 +28,17 @@ FIXED_ERROR_KINDS = frozenset({"head_not_ready", "fatal", "unknown_block", "rate
 DELAY_KINDS = frozenset({"timeout", "slow"})
 HTTP_KINDS = frozenset({"http_429", "http_500"})
 LAGGING_HEAD = "lagging_head"
+MALFORMED_KINDS = frozenset({"null_id", "missing_header_field", "not_json"})
+"""Replies no node should send: `"id": null`, a block without its `hash` and `parentHash`, an HTTP 200 whose
+body is not JSON. Nothing classifies them in particular: the service must survive them anyway."""
+NOT_JSON_BODY = "<html><body>upstream maintenance</body></html>"
 LAG_METHODS = frozenset(
     {"eth_blockNumber", "eth_getBlockByNumber", "eth_getBlockByHash", GET_LOGS}
     | {"eth_getTransactionReceipt", "eth_getTransactionByHash"}
 )
 """Methods whose answer depends on the node's head: lagging_head matches them whatever `Fault.method` is."""
 KINDS = RANGE_KINDS | LOG_MUTATING_KINDS | FIXED_ERROR_KINDS | DELAY_KINDS | HTTP_KINDS | {LAGGING_HEAD}
+KINDS |= MALFORMED_KINDS
 
 DEFAULT_TIMEOUT_HOLD = 30.0
 """Seconds a `timeout` fault holds the request when `Fault.delay` is left at 0."""
@@ -182,6 +187,18 @@ def mutate_logs(kind: str, reply: JsonObj) -> JsonObj:
     else:
         raise ValueError(f"{kind!r} is not a log-mutating fault")
     return {**reply, "result": logs}
+
+
+def malformed_reply(kind: str, reply: JsonObj) -> JsonObj:
+    """Corrupt the upstream's `reply` as a `null_id` or `missing_header_field` fault does."""
+    if kind == "null_id":
+        return {**reply, "id": None}
+    if kind == "missing_header_field":
+        result = reply.get("result")
+        if isinstance(result, dict):
+            return {**reply, "result": {k: v for k, v in result.items() if k not in ("hash", "parentHash")}}
+        return reply
+    raise ValueError(f"{kind!r} is not a malformed-reply fault")
 
 
 def parse_block_number(value: Any) -> int | None:

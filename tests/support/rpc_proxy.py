@@ -32,6 +32,8 @@ from tests.support.rpc_faults import (
     HTML_429,
     LAGGING_HEAD,
     LOG_MUTATING_KINDS,
+    MALFORMED_KINDS,
+    NOT_JSON_BODY,
     RANGE_KINDS,
     TEXT_502,
     ArmedFault,
@@ -43,6 +45,7 @@ from tests.support.rpc_faults import (
     first_param,
     fixed_error,
     has_logs,
+    malformed_reply,
     mutate_logs,
     range_error,
 )
@@ -273,6 +276,10 @@ class FaultProxy:
             return _HttpReply(429, HTML_429, "text/html")
         if kind == "http_500":
             return _HttpReply(502, TEXT_502, "text/plain")
+        if kind == "not_json":
+            return _HttpReply(200, NOT_JSON_BODY, "text/html")
+        if kind in MALFORMED_KINDS:
+            return malformed_reply(kind, await ex.reply())
         if kind == LAGGING_HEAD:
             return await LaggingNode(ex.upstream, fault.lag).answer(ex.item)
         hold = (fault.delay or DEFAULT_TIMEOUT_HOLD) if kind == "timeout" else fault.delay
