@@ -79,7 +79,7 @@ async def state(engine: AsyncEngine) -> tuple[set, set, set, int]:
         breaks = {(b["type"], b["severity"], tuple(json.loads(b["transfer_ids"])),
                    tuple(tuple(k) for k in json.loads(b["record_keys"]))) for b in await recon_repo.open_breaks(conn)}
         classified = {(int(i), r) for i, r in await conn.execute(text(
-            "SELECT transfer_id, reason FROM transfer_classifications"))}
+            "SELECT transfer_id, reason FROM transfer_classifications WHERE revoked_at IS NULL"))}
         queued = int(await conn.scalar(text("SELECT count(*) FROM recon_dirty")) or 0)
     return matches, breaks, classified, queued
 
@@ -208,4 +208,7 @@ async def test_a_payment_the_old_rules_classified_noise_is_decided_again_by_the_
     async with engine.connect() as conn:
         withdrawn = {(entity, json.loads(before)["reason"]) for entity, before in await conn.execute(text(
             "SELECT entity, before FROM audit_log WHERE action = 'transfer.unclassified'"))}
+        kept = {(int(i), r, by) for i, r, by in await conn.execute(text(
+            "SELECT transfer_id, reason, revoked_by FROM transfer_classifications WHERE revoked_at IS NOT NULL"))}
     assert withdrawn == {("transfer:2", "poisoning_suspect"), ("transfer:4", "dust")}
+    assert kept == {(2, "poisoning_suspect", "reconciler"), (4, "dust", "reconciler")}  # revoked, never deleted

@@ -82,12 +82,15 @@ async def test_watcher_reconciler_ingest_and_api_write_at_once_without_a_locked_
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
 
+        registered = asyncio.Event()  # a record may name only a registered wallet: those wait for their wallet
+
         async def api_writes() -> None:
             for i, w in enumerate(REGISTERED):
                 response = await client.post("/v1/wallets", headers=admin_key, json={
                     "chain": "a", "address": w, "label": f"new-{i}", "kind": "deposit", "segregation": "customer"})
                 assert response.status_code == 201, response.text
                 await asyncio.sleep(0.02)
+            registered.set()
 
         async def ingest_and_traffic() -> None:
             for round_ in range(ROUNDS):
@@ -96,7 +99,13 @@ async def test_watcher_reconciler_ingest_and_api_write_at_once_without_a_locked_
                 items = [_record(ext, token.address, w, amount, tx if i % 2 else None)
                          for i, (ext, (w, amount, tx)) in enumerate(sorted(sent.items())) if ext.startswith(
                              f"dep-{round_}-")]
-                for chunk in (items[:4], items[4:]):
+                configured = [item for item in items if item["wallet"] in CONFIGURED]
+                later = [item for item in items if item["wallet"] not in CONFIGURED]
+                for chunk in (configured[:4], configured[4:], later):
+                    if not chunk:
+                        continue
+                    if chunk is later:
+                        await registered.wait()
                     response = await client.post("/v1/records", headers=ingest_key, json=chunk)
                     assert response.status_code == 201, response.text
                     await asyncio.sleep(0.02)

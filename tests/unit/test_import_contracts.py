@@ -62,10 +62,13 @@ SQL_EXCEPTIONS = {
     # error translation: a unique-constraint conflict becomes the caller's own error
     "app/access.py": {"import sqlalchemy.exc.IntegrityError"},
     "app/wallet_registry.py": {"import sqlalchemy.exc.IntegrityError"},
-    "app/api/main.py": {"import sqlalchemy.exc.SQLAlchemyError"},  # a database outage becomes a 503 problem
-    # the reconciler's PostgreSQL advisory lock, taken in the pass's own transaction (to move into
-    # app.persistence.locks with the cross-process reconciler lock)
-    "app/reconciler.py": {"call exec_driver_sql"},
+    "app/resolutions.py": {"import sqlalchemy.exc.IntegrityError"},  # a manual match losing a race: 409
+    "app/reconciler.py": {"import sqlalchemy.exc.IntegrityError"},  # a pass losing a race is decided again
+    # a database outage becomes a 503 problem, and `unavailable` in /v1/health
+    "app/api/main.py": {"import sqlalchemy.exc.SQLAlchemyError"},
+    "app/api/routes.py": {"import sqlalchemy.exc.SQLAlchemyError"},
+    # the CLI names the database it cannot open (credentials redacted by make_url)
+    "app/cli.py": {"import sqlalchemy.engine.make_url", "import sqlalchemy.exc.OperationalError"},
 }
 """Every use of SQLAlchemy outside app/persistence, by file. Anything else found is a failure."""
 
