@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 import pytest
 from hypothesis import given
@@ -155,17 +155,28 @@ def test_changes_list_accounts_and_figures_row_by_row() -> None:
 
 # ---- statements at par ----------------------------------------------------------------------------------------
 def _oracle_cents(base: int, decimals: int) -> int:
-    exact = Decimal(base).scaleb(-decimals)
-    return int((exact * 100).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    with localcontext() as ctx:
+        ctx.prec = 200
+        exact = Decimal(base).scaleb(-decimals)
+        return int((exact * 100).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
 @given(st.integers(-(2**256), 2**256), st.sampled_from([0, 2, 6, 18]))
 def test_to_cents_rounds_half_to_even_like_decimal(base: int, decimals: int) -> None:
-    from decimal import localcontext
+    assert to_cents(base, decimals) == _oracle_cents(base, decimals)
 
-    with localcontext() as ctx:
-        ctx.prec = 200
-        assert to_cents(base, decimals) == _oracle_cents(base, decimals)
+
+@given(st.integers(-(10**40), 10**40), st.sampled_from([3, 6, 18]))
+def test_exact_half_cents_round_to_the_even_cent(cents: int, decimals: int) -> None:
+    half_cent = 5 * 10 ** (decimals - 3)
+    base = cents * 10 ** (decimals - 2) + (half_cent if cents >= 0 else -half_cent)
+    assert to_cents(base, decimals) == _oracle_cents(base, decimals)
+    assert to_cents(base, decimals) % 2 == 0
+
+
+def test_half_cent_examples() -> None:
+    assert [to_cents(b, 6) for b in (1_005_000, 1_015_000, -1_005_000, -1_015_000, 1_005_001)] == [
+        100, 102, -100, -102, 101]
 
 
 @given(st.integers(0, 10**30), st.lists(st.integers(-(10**24), 10**24), max_size=40), st.sampled_from([6, 18]))
