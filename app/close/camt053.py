@@ -58,6 +58,11 @@ _SHAPES = {
 }
 
 
+def document_class(version: str) -> Any:
+    """The bound `Document` class of a version, for reading one."""
+    return _SHAPES[version].module.Document
+
+
 class StatementFormatError(ValueError):
     """An unknown camt.053 version."""
 

@@ -14,7 +14,7 @@ from lxml import etree
 from app.close import camt053
 from app.settlement.statement import StatementAccount, StatementEntry, WalletStatement
 
-XSD = Path(__file__).parents[1] / "fixtures" / "iso20022"
+XSD = Path(camt053.__file__).parent / "xsd"
 DAY = date(2026, 12, 1)
 PERIOD = (datetime(2026, 11, 30, 22, 0, tzinfo=UTC), datetime(2026, 12, 1, 22, 0, tzinfo=UTC))
 
