@@ -28,12 +28,18 @@ FIXED_ERROR_KINDS = frozenset({"head_not_ready", "fatal", "unknown_block", "rate
 DELAY_KINDS = frozenset({"timeout", "slow"})
 HTTP_KINDS = frozenset({"http_429", "http_500"})
 LAGGING_HEAD = "lagging_head"
+MALFORMED_KINDS = frozenset({"null_id", "missing_field", "no_result", "wrong_type"})
+"""Forward, then break the reply's shape: `"id": null`, a field of the result removed (`Fault.field`; by default
+`parentHash` of a block, `logIndex` of each log), neither result nor error, or a result of the wrong JSON type."""
+NON_JSON = "non_json"
+"""HTTP 200 whose body is not JSON (a load balancer's page): answers the whole HTTP request."""
 LAG_METHODS = frozenset(
     {"eth_blockNumber", "eth_getBlockByNumber", "eth_getBlockByHash", GET_LOGS}
     | {"eth_getTransactionReceipt", "eth_getTransactionByHash"}
 )
 """Methods whose answer depends on the node's head: lagging_head matches them whatever `Fault.method` is."""
-KINDS = RANGE_KINDS | LOG_MUTATING_KINDS | FIXED_ERROR_KINDS | DELAY_KINDS | HTTP_KINDS | {LAGGING_HEAD}
+KINDS = (RANGE_KINDS | LOG_MUTATING_KINDS | FIXED_ERROR_KINDS | DELAY_KINDS | HTTP_KINDS | MALFORMED_KINDS
+         | {LAGGING_HEAD, NON_JSON})
 
 DEFAULT_TIMEOUT_HOLD = 30.0
 """Seconds a `timeout` fault holds the request when `Fault.delay` is left at 0."""
@@ -43,6 +49,7 @@ HTML_429 = (
     "<h1>429 Too Many Requests</h1></center></body></html>"
 )
 TEXT_502 = "502 Bad Gateway\n"
+TEXT_NOT_JSON = "upstream connect error or disconnect/reset before headers. reset reason: overflow\n"
 BEYOND_HEAD = "block range extends beyond current head block"
 ALCHEMY_PAID = (
     "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range and no limit "
@@ -62,6 +69,7 @@ class Fault:
     `times` is how often it fires (None: on every matching request). `min_range` makes an eth_getLogs
     fault fire only when the requested span (toBlock - fromBlock + 1; 1 for a blockHash filter) exceeds
     it, like a provider limit. `delay` is in seconds (`timeout` holds 30 s when it is 0); `lag` is in blocks.
+    `field` is the result field a `missing_field` fault removes ("" for the default of the method).
     """
 
     kind: str
@@ -70,6 +78,7 @@ class Fault:
     min_range: int = 0
     delay: float = 0.0
     lag: int = 0
+    field: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -182,6 +191,27 @@ def mutate_logs(kind: str, reply: JsonObj) -> JsonObj:
     else:
         raise ValueError(f"{kind!r} is not a log-mutating fault")
     return {**reply, "result": logs}
+
+
+def malformed_reply(kind: str, reply: JsonObj, field: str = "") -> JsonObj:
+    """Break the shape of a forwarded reply (see MALFORMED_KINDS); returns a new reply."""
+    if kind == "null_id":
+        return {**reply, "id": None}
+    if kind == "no_result":
+        return {k: v for k, v in reply.items() if k not in ("result", "error")}
+    result = reply.get("result")
+    if kind == "wrong_type":
+        return {**reply, "result": {"unexpected": True} if isinstance(result, (list, str)) else "0xnot-a-block"}
+    if kind == "missing_field":
+        if isinstance(result, list):
+            name = field or "logIndex"
+            return {**reply, "result": [{k: v for k, v in e.items() if k != name} if isinstance(e, dict) else e
+                                        for e in result]}
+        if isinstance(result, dict):
+            name = field or "parentHash"
+            return {**reply, "result": {k: v for k, v in result.items() if k != name}}
+        return reply
+    raise ValueError(f"{kind!r} is not a malformed-reply fault")
 
 
 def parse_block_number(value: Any) -> int | None:

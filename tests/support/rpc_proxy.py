@@ -8,7 +8,7 @@ It runs an aiohttp server on its own event loop in a daemon thread, so sync and 
 
 Faults are checked in the order added; for each request item the first one that matches and has firings
 left fires (see `rpc_faults` for the catalogue). Anything no fault touches is relayed unchanged. In a batch,
-faults apply per item, except that an HTTP-level fault (http_429, http_500) on any item answers the whole
+faults apply per item, except that an HTTP-level fault (http_429, http_500, non_json) on any item answers the whole
 HTTP request, and a delay on any item holds the whole response.
 """
 
@@ -32,8 +32,11 @@ from tests.support.rpc_faults import (
     HTML_429,
     LAGGING_HEAD,
     LOG_MUTATING_KINDS,
+    MALFORMED_KINDS,
+    NON_JSON,
     RANGE_KINDS,
     TEXT_502,
+    TEXT_NOT_JSON,
     ArmedFault,
     Fault,
     JsonObj,
@@ -43,6 +46,7 @@ from tests.support.rpc_faults import (
     first_param,
     fixed_error,
     has_logs,
+    malformed_reply,
     mutate_logs,
     range_error,
 )
@@ -273,6 +277,10 @@ class FaultProxy:
             return _HttpReply(429, HTML_429, "text/html")
         if kind == "http_500":
             return _HttpReply(502, TEXT_502, "text/plain")
+        if kind == NON_JSON:
+            return _HttpReply(200, TEXT_NOT_JSON, "text/plain")
+        if kind in MALFORMED_KINDS:
+            return malformed_reply(kind, await ex.reply(), fault.field)
         if kind == LAGGING_HEAD:
             return await LaggingNode(ex.upstream, fault.lag).answer(ex.item)
         hold = (fault.delay or DEFAULT_TIMEOUT_HOLD) if kind == "timeout" else fault.delay
