@@ -45,6 +45,11 @@ class Transient(RpcError):
     """Timeouts, connection errors, 5xx, malformed replies: retry, fail over."""
 
 
+class MalformedReply(Transient):
+    """A reply that is not the JSON-RPC shape asked for (null id, missing or mistyped field, body not JSON): the
+    node or something in front of it is broken, so retry and fail over like any transient fault."""
+
+
 class Fatal(RpcError):
     """The request itself is wrong (method missing, bad params): retrying will not help."""
 

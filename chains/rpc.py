@@ -10,7 +10,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from chains.errors import (
     AllEndpointsFailed,
     Fatal,
     HeadNotReady,
+    MalformedReply,
     RangeTooLarge,
     RateLimited,
     RpcError,
@@ -31,6 +32,9 @@ from chains.errors import (
 from chains.redaction import redact_url, register_secret_urls, scrub
 
 log = logging.getLogger(__name__)
+
+Expect = Callable[[Any], Any]
+"""Checks and converts one result (see chains.replies); raises MalformedReply when its shape is wrong."""
 
 
 @dataclass
@@ -129,17 +133,24 @@ class RpcClient:
         )
         return healthy + cooling
 
-    async def call(self, method: str, params: list[Any], *, endpoint: int | None = None) -> Any:
+    async def call(
+        self, method: str, params: list[Any], *, endpoint: int | None = None, expect: Expect | None = None
+    ) -> Any:
         """One JSON-RPC call with failover. RangeTooLarge, Fatal and UnknownBlock are raised to the caller
-        at once (they are about the request, not the node); transient faults and rate limits are retried on
-        the next endpoint with backoff, up to `max_retries` attempts in all."""
-        return await self._with_failover(lambda ep: self._one(ep, method, params), endpoint)
+        at once (they are about the request, not the node); transient faults, malformed replies and rate limits
+        are retried on the next endpoint with backoff, up to `max_retries` attempts in all. `expect` checks and
+        converts the result (a reply of the wrong shape is a MalformedReply, retried like a transient fault)."""
+        return await self._with_failover(lambda ep: self._one(ep, method, params, expect), endpoint)
 
-    async def batch(self, calls: Sequence[tuple[str, list[Any]]], *, endpoint: int | None = None) -> list[Any]:
-        """Several calls in one JSON-RPC batch; results in the order of `calls`. A `null` result is kept."""
+    async def batch(
+        self, calls: Sequence[tuple[str, list[Any]]], *, endpoint: int | None = None, expect: Expect | None = None
+    ) -> list[Any]:
+        """Several calls in one JSON-RPC batch; results in the order of `calls` (told apart by their ids: a
+        missing, null or repeated id is a MalformedReply). A `null` result is kept; `expect` checks each."""
         if not calls:
             return []
-        return await self._with_failover(lambda ep: self._many(ep, calls), endpoint)  # type: ignore[no-any-return]
+        return await self._with_failover(  # type: ignore[no-any-return]
+            lambda ep: self._many(ep, calls, expect), endpoint)
 
     async def _with_failover(self, attempt_fn: Any, endpoint: int | None) -> Any:
         last: RpcError | None = None
@@ -197,36 +208,56 @@ class RpcClient:
             if exc.status == 429:
                 raise RateLimited(message, url=ep.redacted, code=429) from None
             raise Transient(message, url=ep.redacted, code=exc.status) from None
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError, Web3Exception) as exc:
+        except ValueError as exc:  # the body is not JSON (json.JSONDecodeError), e.g. a load balancer's page
+            text = scrub(f"reply is not JSON: {type(exc).__name__}: {exc}", self._urls)
+            raise MalformedReply(text[:300], url=ep.redacted) from None
+        except (TimeoutError, aiohttp.ClientError, OSError, Web3Exception) as exc:
             text = scrub(f"{type(exc).__name__}: {exc}", self._urls)
             raise Transient(text, url=ep.redacted) from None
         elapsed = (time.perf_counter() - started) * 1000
         ep.latency_ms = elapsed if ep.latency_ms == 0 else 0.8 * ep.latency_ms + 0.2 * elapsed
         return reply
 
-    def _check(self, ep: Endpoint, reply: Any) -> Any:
+    def _check(self, ep: Endpoint, reply: Any, expect: Expect | None = None) -> Any:
         if not isinstance(reply, dict):
-            raise Transient(f"malformed JSON-RPC reply: {type(reply).__name__}", url=ep.redacted)
+            raise MalformedReply(f"malformed JSON-RPC reply: {type(reply).__name__}", url=ep.redacted)
         if (error := reply.get("error")) is not None:
             if not isinstance(error, dict):
                 raise Transient(scrub(f"malformed error: {error!r:.200}", self._urls), url=ep.redacted)
             message = scrub(str(error.get("message", "")), self._urls)
             raise classify_rpc_error(error.get("code"), message, ep.redacted)
         if "result" not in reply:
-            raise Transient("JSON-RPC reply without result", url=ep.redacted)
-        return reply["result"]
+            raise MalformedReply("JSON-RPC reply without result", url=ep.redacted)
+        if reply.get("id") is None:  # only an error may come back without the request's id
+            raise MalformedReply("JSON-RPC result with a null id", url=ep.redacted)
+        if expect is None:
+            return reply["result"]
+        try:
+            return expect(reply["result"])
+        except MalformedReply as exc:
+            raise MalformedReply(scrub(exc.reason, self._urls), url=ep.redacted) from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise MalformedReply(scrub(f"unexpected reply: {type(exc).__name__}: {exc}", self._urls)[:300],
+                                 url=ep.redacted) from None
 
-    async def _one(self, ep: Endpoint, method: str, params: list[Any]) -> Any:
-        return self._check(ep, await self._raw(ep, method, params))
+    async def _one(self, ep: Endpoint, method: str, params: list[Any], expect: Expect | None) -> Any:
+        return self._check(ep, await self._raw(ep, method, params), expect)
 
-    async def _many(self, ep: Endpoint, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+    async def _many(
+        self, ep: Endpoint, calls: Sequence[tuple[str, list[Any]]], expect: Expect | None
+    ) -> list[Any]:
         replies = await self._raw(ep, "batch", list(calls))
         if isinstance(replies, dict):  # a batch-level error (e.g. -32014 too many calls in batch)
             self._check(ep, replies)
         if not isinstance(replies, list) or len(replies) != len(calls):
-            raise Transient("batch reply does not match the request", url=ep.redacted)
-        by_id = sorted(replies, key=lambda r: r.get("id", 0) if isinstance(r, dict) else 0)
-        return [self._check(ep, r) for r in by_id]
+            raise MalformedReply("batch reply does not match the request", url=ep.redacted)
+        ids = [r.get("id") if isinstance(r, dict) else None for r in replies]
+        if not all(type(i) is int for i in ids) or len(set(ids)) != len(ids) or max(ids) - min(ids) != len(ids) - 1:
+            # the request's ids are consecutive: anything else cannot be matched to the calls
+            raise MalformedReply(f"batch reply ids are missing, repeated or not the request's: {ids[:10]}",
+                                 url=ep.redacted)
+        by_id = sorted(replies, key=lambda r: r["id"])
+        return [self._check(ep, r, expect) for r in by_id]
 
     def health(self) -> list[dict[str, Any]]:
         return [e.snapshot() for e in self.endpoints]

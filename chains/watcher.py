@@ -19,6 +19,7 @@ from dataclasses import replace
 from chains.decoding import decode_transfers
 from chains.errors import ChainError, ReorgTooDeep
 from chains.logs import LogFilter, LogSource
+from chains.replies import quantity
 from chains.rpc import RpcClient
 from chains.store import WatcherStore
 from chains.types import (
@@ -186,7 +187,7 @@ class ChainWatcher:
 
     # ---- marks --------------------------------------------------------------------------------------------
     async def _marks(self) -> Marks:
-        head = int(await self.rpc.call("eth_blockNumber", []), 16) - self.rpc.head_lag
+        head = await self.rpc.call("eth_blockNumber", [], expect=quantity) - self.rpc.head_lag
         if self.spec.confirmations == "safe":
             safe_header = await self.source.header("safe")
             safe = safe_header.number if safe_header else -1

@@ -143,3 +143,33 @@ async def test_bad_replies_during_the_finalized_backfill_are_re_asked(
         await index_once(settings, engine)
         assert proxy.fired[kind] >= 1
     assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
+
+
+MALFORMED = [
+    ("null_id", "eth_getBlockByNumber"),  # a batch of headers with an item whose id is null
+    ("null_id", "eth_blockNumber"),
+    ("missing_field", "eth_getBlockByNumber"),  # a header without parentHash
+    ("missing_field", "eth_getLogs"),  # logs without logIndex
+    ("wrong_type", "eth_blockNumber"),
+    ("wrong_type", "eth_getBlockByNumber"),
+    ("wrong_type", "eth_getLogs"),
+    ("no_result", "eth_getLogs"),
+    ("non_json", "eth_getBlockByNumber"),
+]
+
+
+@pytest.mark.parametrize(("kind", "method"), MALFORMED)
+@pytest.mark.parametrize("follow", [False, True], ids=["backfill", "follow"])
+async def test_malformed_replies_are_retried_as_chain_errors_and_the_set_stays_exact(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, kind: str, method: str,
+    follow: bool,
+) -> None:
+    _traffic(chain_a, blocks=12)
+    if not follow:
+        chain_a.anvil.mine(30)  # everything below finality: the backfill path
+    with FaultProxy(chain_a.anvil.url) as proxy:
+        proxy.add(Fault(kind, method=method, times=3))
+        settings = _settings(tmp_path, database_url, chain_a, [proxy.url], finality=20)
+        await index_once(settings, engine)
+        assert proxy.fired[kind] >= 1
+    assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
