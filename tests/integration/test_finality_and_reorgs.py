@@ -211,3 +211,85 @@ async def test_a_batch_of_transactions_re_mined_after_a_reorg_is_revived_in_one_
     assert {after[tx]["block_number"] for tx in txs} == {before[txs[0]]["block_number"] + 1}
     assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
     await assert_balances_agree(settings, engine)
+
+
+async def _feed_transfers(engine: AsyncEngine) -> list[tuple]:
+    """Every transfer event of the feed as a reader sees it: (seq, type, id, state, block hash, log index,
+    token, sender, recipient, amount)."""
+    from app.persistence import feed
+
+    C = feed.COLUMNS
+    async with engine.connect() as conn:
+        page, _ = await feed.page(conn, after=0, limit=10_000, types=None)
+    return [(r[C.seq], r[C.type], r[C.entity_id], r[C.state], r[C.block_hash], r[C.t_log_index], r[C.t_token],
+             r[C.t_sender], r[C.t_recipient], int(r[C.t_amount])) for r in page if r[C.type].startswith("transfer.")]
+
+
+def _observations(all_rows: list[dict], tx: str) -> set[tuple]:
+    return {(r["log_index"], r["recipient"], int(r["amount"]), r["state"], r["block_hash"])
+            for r in all_rows if r["tx_hash"] == tx}
+
+
+@pytest.mark.parametrize("token", ["usdc", "dai"])
+@pytest.mark.parametrize("move", ["behind_another", "ahead_of_the_other_dropped"])
+async def test_a_transaction_re_mined_at_other_log_indexes_is_new_transfers_and_the_feed_is_unchanged(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, token: str, move: str
+) -> None:
+    """T pays DEPOSIT then HOT in one transaction: (T, i) DEPOSIT a and (T, i+1) HOT b. Re-mined behind another
+    transaction (indexes move up) or without the one it followed (they move down), (T, i+1) exists again with
+    other content: it is a new transfer, the old observation stays orphaned and the feed's past events keep the
+    amounts that happened."""
+    settings = _settings(tmp_path, database_url, chain_a, confirmations=1, finality=30)
+    tok = chain_a.tokens[token]
+    unit = 10 ** tok.decimals()
+    signer, other = chain_a.anvil.accounts[4], chain_a.anvil.accounts[5]
+    tok.mint(signer, 10**6 * unit)
+    tok.mint(other, 10**6 * unit)
+    chain_a.tokens["usdt"].mint(other, 10**12)
+    chain_a.batch.batch_transfer(tok, signer, [DEPOSIT], [1])  # approves the batch sender: below the reorg
+    chain_a.anvil.mine(3)
+    a, b = 100 * unit, 200 * unit
+
+    def noise() -> dict:  # one Transfer log of another token, to nobody we watch
+        return {"from": other, "to": chain_a.tokens["usdt"].address, "gas": 100_000,
+                "data": encode_call("transfer(address,uint256)", [CUSTOMER, 5])}
+
+    if move == "behind_another":
+        tx = chain_a.batch.batch_transfer(tok, signer, [DEPOSIT, HOT], [a, b])
+    else:
+        with chain_a.anvil.in_one_block():
+            chain_a.anvil.send_tx(other, chain_a.tokens["usdt"].address,
+                                  encode_call("transfer(address,uint256)", [CUSTOMER, 5]), wait=False, gas=100_000)
+            tx = chain_a.batch.batch_transfer(tok, signer, [DEPOSIT, HOT], [a, b], wait=False)
+    chain_a.anvil.mine(2)  # confirmed, not final
+    await index_once(settings, engine)
+    old = _observations(await rows(engine, chain_a.chain_id), tx)
+    (i, _, _, _, old_hash), = [o for o in old if o[1] == DEPOSIT]
+    assert old == {(i, DEPOSIT, a, "confirmed", old_hash), (i + 1, HOT, b, "confirmed", old_hash)}
+    feed_before = await _feed_transfers(engine)
+
+    raw = chain_a.anvil.raw_transaction(tx)
+    if move == "behind_another":
+        chain_a.anvil.reorg(4, [(noise(), 0), (raw, 0)])
+        j = i + 1
+    else:
+        chain_a.anvil.reorg(4, [(raw, 0)])
+        j = i - 1
+    assert int(chain_a.anvil.receipt(tx)["logs"][0]["logIndex"], 16) in (j, j - 1)  # an Approval may precede
+    logs = chain_a.anvil.receipt(tx)["logs"]
+    j = min(int(entry["logIndex"], 16) for entry in logs if entry["address"].lower() == tok.address.lower()
+            and len(entry["topics"]) == 3 and int(entry["data"], 16) == a)
+    assert j != i
+    chain_a.anvil.mine(2)
+    await index_once(settings, engine)
+
+    all_rows = await rows(engine, chain_a.chain_id)
+    new_hash = chain_a.anvil.receipt(tx)["blockHash"]
+    assert _observations(all_rows, tx) == {
+        (i, DEPOSIT, a, "orphaned", old_hash), (i + 1, HOT, b, "orphaned", old_hash),
+        (j, DEPOSIT, a, "confirmed", new_hash), (j + 1, HOT, b, "confirmed", new_hash),
+    }
+    feed_after = await _feed_transfers(engine)
+    assert feed_after[:len(feed_before)] == feed_before  # the past is not rewritten
+    assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
+    await assert_balances_agree(settings, engine)
