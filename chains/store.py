@@ -27,6 +27,10 @@ class WatcherStore(Protocol):
         """The stored hash of block `number`, if it is in the block window."""
         ...
 
+    async def window_hashes(self, chain_id: int, first: int, last: int) -> dict[int, str]:
+        """The stored hashes of the blocks numbered first..last that are in the block window."""
+        ...
+
     async def commit_batch(
         self,
         chain_id: int,

@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from chains.decoding import decode_transfers
-from chains.errors import ChainError, ReorgTooDeep
-from chains.logs import LogFilter, LogSource
+from chains.errors import ChainError, InconsistentReply, ReorgTooDeep
+from chains.logs import MAX_REASKS, LogFilter, LogSource
 from chains.replies import quantity
 from chains.rpc import RpcClient
 from chains.store import WatcherStore
@@ -233,7 +233,18 @@ class ChainWatcher:
     # ---- backfill (at or below finality) ------------------------------------------------------------------
     async def _backfill(self, start: int, end: int, marks: Marks, *, target: Target | None = None) -> None:
         """Fetch, check and decode ranges in a producer task while the previous range commits: the database
-        and the node (and our decoding) overlap instead of taking turns."""
+        and the node (and our decoding) overlap instead of taking turns. A target's backfill runs up to the
+        cursor: its blocks above finality are checked against the stored window instead (`_backfill_window`)."""
+        if target is not None:
+            trusted = min(end, max(self._finalized_high, marks.finalized))
+            if start <= trusted:
+                await self._backfill_ranges(start, trusted, marks, target)
+            if max(start, trusted + 1) <= end:
+                await self._backfill_window(max(start, trusted + 1), end, marks, target)
+            return
+        await self._backfill_ranges(start, end, marks, None)
+
+    async def _backfill_ranges(self, start: int, end: int, marks: Marks, target: Target | None) -> None:
         flt = self._filter(only=target)
         queue: asyncio.Queue[tuple[int, list[TransferLog], BlockHeader] | None] = asyncio.Queue(maxsize=2)
 
@@ -259,6 +270,39 @@ class ChainWatcher:
             await asyncio.gather(producer, return_exceptions=True)
         if not producer.cancelled() and producer.exception() is not None:
             raise producer.exception()  # type: ignore[misc]
+
+    async def _backfill_window(self, start: int, end: int, marks: Marks, target: Target) -> None:
+        """A target's backfill above finality, where the stored window says which blocks we indexed: headers are
+        those of the window (a node that answers another hash at a height is on a fork that lost, or we are and
+        the next step finds the reorg: retried, never believed), and logs are checked against them as when
+        following the head (re-asked by the stored hash when they disagree)."""
+        window = await self.store.window_hashes(self.spec.chain_id, start, end)
+        flt = self._filter(only=target)
+        for lo in range(start, end + 1, self.spec.live_batch):
+            hi = min(end, lo + self.spec.live_batch - 1)
+            headers = await self._window_headers(lo, hi, window)
+            logs: list[dict] = []
+            async for _, _, chunk in self.source.ranges(lo, hi, flt, headers):
+                logs.extend(chunk)
+            checked = await self.source.checked_against_headers(logs, headers, flt)
+            transfers = [t if t.block_time is not None else replace(t, block_time=headers[t.block_number].timestamp)
+                         for t in self._select(checked)]
+            await self._commit_backfill_chunk(hi, transfers, headers[hi], marks=marks, target=target)
+
+    async def _window_headers(self, lo: int, hi: int, window: dict[int, str]) -> dict[int, BlockHeader]:
+        """The node's headers of lo..hi, which must be the stored window's; asked again a few times (a node
+        behind, or load-balanced onto one on another fork), then InconsistentReply."""
+        numbers = list(range(lo, hi + 1))
+        for attempt in range(MAX_REASKS):
+            headers = await self.source.headers(numbers)
+            differ = [n for n in numbers if n not in headers or headers[n].hash != window.get(n, headers[n].hash)]
+            if not differ:
+                return headers
+            log.warning("chain %s: blocks %s differ from the stored window; asking again", self.spec.name,
+                        differ[:5])
+            await asyncio.sleep(self.rpc.backoff.delay(attempt))
+        raise InconsistentReply(f"blocks {differ[:5]} of the node differ from the stored block window (a fork that "
+                                f"lost, or a reorg not yet handled): not indexed, retried at the next step")
 
     async def _commit_backfill_chunk(
         self, hi: int, transfers: list[TransferLog], end_header: BlockHeader, *, marks: Marks,

@@ -92,6 +92,12 @@ class SqlWatcherStore:
         async with self.engine.connect() as conn:
             return await conn.scalar(select(B.c.hash).where(B.c.chain_id == chain_id, B.c.number == number))
 
+    async def window_hashes(self, chain_id: int, first: int, last: int) -> dict[int, str]:
+        async with self.engine.connect() as conn:
+            found = await conn.execute(select(B.c.number, B.c.hash).where(
+                B.c.chain_id == chain_id, B.c.number >= first, B.c.number <= last))
+            return {int(r.number): r.hash for r in found}
+
     async def commit_batch(
         self,
         chain_id: int,

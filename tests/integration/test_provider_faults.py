@@ -18,6 +18,7 @@ from tests.support.harness import (
     index_once,
     indexed,
     make_settings,
+    rows,
     wallet,
 )
 from tests.support.rpc_proxy import Fault, FaultProxy, dead_url
@@ -173,3 +174,50 @@ async def test_malformed_replies_are_retried_as_chain_errors_and_the_set_stays_e
         await index_once(settings, engine)
         assert proxy.fired[kind] >= 1
     assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
+
+
+NEW = address_for("new-wallet-f")
+
+
+@pytest.mark.parametrize("added", ["wallet", "token"])
+async def test_backfilling_a_wallet_or_token_added_later_refuses_a_stale_fork_log_above_finality(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, added: str
+) -> None:
+    """The node serving the new target's backfill followed a fork that lost at one block below the cursor: its
+    log there (a transfer that never happened on the chain we indexed) is not accepted, as confirmed or later as
+    finalized; once the node agrees with the stored window the backfill gives the exact set."""
+    from chains.decoding import TRANSFER_TOPIC
+    from chains.errors import ChainError
+    from wallets import address_to_topic
+
+    _traffic(chain_a, blocks=12)
+    token = chain_a.tokens["usdc" if added == "wallet" else "dai"]
+    token.mint(CUSTOMER, 10**24)
+    token.transfer(CUSTOMER, NEW if added == "wallet" else DEPOSIT, 4_000 * 10 ** token.decimals())
+    chain_a.anvil.mine(3)
+    to = NEW if added == "wallet" else DEPOSIT
+    fake = {"address": token.address.lower(), "transactionHash": "0x" + "ee" * 32, "logIndex": "0x0",
+            "topics": [TRANSFER_TOPIC, address_to_topic(CUSTOMER), address_to_topic(to)],
+            "data": "0x" + f"{777 * 10 ** token.decimals():064x}"}
+    with FaultProxy(chain_a.anvil.url) as proxy:
+        cfg = chain_a.chain_config("a", rpc_urls=[proxy.url], request_timeout=1.0, max_retries=4, finality=30)
+        tokens = chain_a.token_configs("a")
+        wallets = [wallet(DEPOSIT, "dep"), wallet(HOT, "hot", "hot", "house")]
+        first = make_settings(tmp_path, database_url, [cfg], tokens if added == "wallet" else tokens[:2], wallets)
+        later = make_settings(tmp_path, database_url, [cfg], tokens,
+                              wallets + ([wallet(NEW, "new")] if added == "wallet" else []))
+        await index_once(first, engine)
+        cursor = await SqlWatcherStore(engine).load_cursor(chain_a.chain_id)
+        assert cursor is not None
+        proxy.add(Fault("stale_fork", times=None, block=cursor.number - 2, logs=(fake,)))
+        with pytest.raises(ChainError):
+            await index_once(later, engine)
+        assert proxy.fired["stale_fork"] >= 1
+        assert [r for r in await rows(engine, chain_a.chain_id) if r["tx_hash"] == fake["transactionHash"]] == []
+        proxy.clear()
+        chain_a.anvil.mine(40)  # everything finalizes
+        await index_once(later, engine)
+    all_rows = await rows(engine, chain_a.chain_id)
+    assert [r for r in all_rows if r["tx_hash"] == fake["transactionHash"]] == []
+    assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT, NEW])
+    assert {r["state"] for r in all_rows} == {"finalized"}

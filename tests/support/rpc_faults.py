@@ -7,6 +7,7 @@ error classification is tested against what it will meet. Everything here is pur
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -38,8 +39,11 @@ LAG_METHODS = frozenset(
     | {"eth_getTransactionReceipt", "eth_getTransactionByHash"}
 )
 """Methods whose answer depends on the node's head: lagging_head matches them whatever `Fault.method` is."""
+STALE_FORK = "stale_fork"
+STALE_METHODS = frozenset({"eth_getBlockByNumber", "eth_getBlockByHash", GET_LOGS})
+"""Methods whose answer a stale_fork node changes: it matches them whatever `Fault.method` is."""
 KINDS = (RANGE_KINDS | LOG_MUTATING_KINDS | FIXED_ERROR_KINDS | DELAY_KINDS | HTTP_KINDS | MALFORMED_KINDS
-         | {LAGGING_HEAD, NON_JSON})
+         | {LAGGING_HEAD, NON_JSON, STALE_FORK})
 
 DEFAULT_TIMEOUT_HOLD = 30.0
 """Seconds a `timeout` fault holds the request when `Fault.delay` is left at 0."""
@@ -70,6 +74,8 @@ class Fault:
     fault fire only when the requested span (toBlock - fromBlock + 1; 1 for a blockHash filter) exceeds
     it, like a provider limit. `delay` is in seconds (`timeout` holds 30 s when it is 0); `lag` is in blocks.
     `field` is the result field a `missing_field` fault removes ("" for the default of the method).
+    `block` and `logs` describe a `stale_fork` node: block number `block` is another block there (same parent,
+    another hash), holding `logs` (log objects without blockNumber/blockHash, which the node fills in).
     """
 
     kind: str
@@ -79,6 +85,8 @@ class Fault:
     delay: float = 0.0
     lag: int = 0
     field: str = ""
+    block: int = -1
+    logs: tuple[JsonObj, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -92,6 +100,8 @@ class Fault:
             return False
         if self.kind == LAGGING_HEAD:
             return method in LAG_METHODS
+        if self.kind == STALE_FORK:
+            return method in STALE_METHODS
         if (self.kind in RANGE_KINDS or self.kind in LOG_MUTATING_KINDS) and method != GET_LOGS:
             return False
         return self.method in ("*", method)
@@ -332,3 +342,76 @@ class LaggingNode:
         if tag in (None, "latest", "pending"):
             return head
         return max(await self._upstream.block_number(tag) - self._lag, 0)
+
+
+def stale_hash(number: int) -> str:
+    """The hash of block `number` on the stale fork (deterministic, never a real block's)."""
+    return "0x" + hashlib.sha256(f"stale fork block {number}".encode()).hexdigest()
+
+
+def _log_matches(entry: JsonObj, flt: JsonObj) -> bool:
+    addresses = flt.get("address")
+    if addresses:
+        wanted = [addresses] if isinstance(addresses, str) else addresses
+        if str(entry.get("address", "")).lower() not in {a.lower() for a in wanted}:
+            return False
+    topics = entry.get("topics", [])
+    for i, want in enumerate(flt.get("topics") or []):
+        if want is None:
+            continue
+        options = [want] if isinstance(want, str) else want
+        if i >= len(topics) or topics[i].lower() not in {o.lower() for o in options}:
+            return False
+    return True
+
+
+class StaleForkNode:
+    """Answers as a node that followed a fork which lost: block `fault.block` is another block there (hash
+    `stale_hash(block)`, same parent, a bloom that matches everything) holding `fault.logs`; it does not know
+    the canonical block of that height."""
+
+    def __init__(self, upstream: Upstream, fault: Fault) -> None:
+        self._upstream = upstream
+        self._number = fault.block
+        self._logs = fault.logs
+        self.hash = stale_hash(fault.block)
+
+    async def answer(self, item: JsonObj) -> JsonObj:
+        method, params = item.get("method"), list(item.get("params") or [])
+        if method == "eth_getBlockByNumber":
+            number = await self._upstream.block_number(params[0] if params else "latest")
+            reply = await self._upstream.send({**item, "params": [hex(number), *params[1:]]})
+            return result_reply(item, await self._block()) if number == self._number else reply
+        if method == "eth_getBlockByHash":
+            if params and params[0] == self.hash:
+                return result_reply(item, await self._block())
+            real = await self._real()
+            return result_reply(item, None) if params and params[0] == real["hash"] else await self._upstream.send(item)
+        flt = dict(params[0]) if params and isinstance(params[0], dict) else {}
+        if "blockHash" in flt:
+            if flt["blockHash"] == self.hash:
+                return result_reply(item, [e for e in await self._fake_logs() if _log_matches(e, flt)])
+            if flt["blockHash"] == (await self._real())["hash"]:
+                return error_reply(item, fixed_error("unknown_block", GET_LOGS))
+            return await self._upstream.send(item)
+        reply = await self._upstream.send(item)
+        first = await self._upstream.block_number(flt.get("fromBlock", "latest"))
+        last = await self._upstream.block_number(flt.get("toBlock", "latest"))
+        if not (first <= self._number <= last) or not isinstance(reply.get("result"), list):
+            return reply
+        kept = [e for e in reply["result"] if int(e["blockNumber"], 16) != self._number]
+        kept += [e for e in await self._fake_logs() if _log_matches(e, flt)]
+        kept.sort(key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16)))
+        return {**reply, "result": kept}
+
+    async def _real(self) -> JsonObj:
+        block: JsonObj = await self._upstream.call("eth_getBlockByNumber", [hex(self._number), False])
+        return block
+
+    async def _block(self) -> JsonObj:
+        return {**await self._real(), "hash": self.hash, "logsBloom": "0x" + "ff" * 256, "transactions": []}
+
+    async def _fake_logs(self) -> list[JsonObj]:
+        real = await self._real()
+        return [{"removed": False, "transactionIndex": "0x0", **entry, "blockNumber": hex(self._number),
+                 "blockHash": self.hash, "blockTimestamp": real.get("timestamp")} for entry in self._logs]

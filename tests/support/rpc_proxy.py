@@ -35,12 +35,14 @@ from tests.support.rpc_faults import (
     MALFORMED_KINDS,
     NON_JSON,
     RANGE_KINDS,
+    STALE_FORK,
     TEXT_502,
     TEXT_NOT_JSON,
     ArmedFault,
     Fault,
     JsonObj,
     LaggingNode,
+    StaleForkNode,
     Upstream,
     error_reply,
     first_param,
@@ -283,6 +285,8 @@ class FaultProxy:
             return malformed_reply(kind, await ex.reply(), fault.field)
         if kind == LAGGING_HEAD:
             return await LaggingNode(ex.upstream, fault.lag).answer(ex.item)
+        if kind == STALE_FORK:
+            return await StaleForkNode(ex.upstream, fault).answer(ex.item)
         hold = (fault.delay or DEFAULT_TIMEOUT_HOLD) if kind == "timeout" else fault.delay
         if await self._hold(hold):
             return _HttpReply(503, "fault proxy stopping\n", "text/plain")
