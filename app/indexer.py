@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.errors import SettleError
 from app.persistence.locks import chain_lock
 from app.persistence.watcher_store import SqlWatcherStore
 from app.settings import ChainConfig, Settings
 from app.wallet_book import RegisteredWallet, wallet_book
+from chains.replies import header_or_none
 from chains.rpc import RpcClient
-from chains.types import ChainSpec, Cursor, TokenSpec, WalletSpec
+from chains.types import ChainSpec, ChainState, Cursor, TokenSpec, WalletSpec
 from chains.watcher import ChainWatcher, Progress
 
 log = logging.getLogger(__name__)
@@ -135,3 +137,27 @@ async def index_chains(
 ) -> list[Cursor | None]:
     return list(await asyncio.gather(*(
         index_chain(settings, engine, c, once=once, stop=stop, on_progress=on_progress) for c in chains)))
+
+
+async def acknowledge_alert(settings: Settings, engine: AsyncEngine, chain: ChainConfig, *, actor: str) -> Cursor:
+    """An operator acknowledges a chain's alert that no longer reproduces: when the node says the stored cursor's
+    block is canonical again (a node that was wrong, not a reorg), the chain leaves `alert` without a walk or a
+    rollback, audited. Refused (SettleError) when the chain is not in alert or the cursor is still not canonical.
+    Returns the cursor checked."""
+    store = SqlWatcherStore(engine)
+    state, _ = await store.load_state(chain.chain_id)
+    cursor = await store.load_cursor(chain.chain_id)
+    if state is not ChainState.ALERT or cursor is None or cursor.hash is None:
+        raise SettleError(f"chain {chain.name} is not in alert")
+    rpc = make_rpc(chain, interactive=True)
+    try:
+        header = await rpc.call("eth_getBlockByNumber", [hex(cursor.number), False], expect=header_or_none)
+    finally:
+        await rpc.close()
+    if header is None or header.hash != cursor.hash:
+        raise SettleError(f"chain {chain.name}: the cursor block {cursor.number} {cursor.hash} is still not canonical "
+                          f"(the node has {header.hash if header else 'no such block'}); the alert reproduces: see "
+                          f"`settle chains allow-deep-reorg {chain.name}`")
+    if not await store.acknowledge_alert(chain.chain_id, cursor, actor=actor, entity=f"chain:{chain.name}"):
+        raise SettleError(f"chain {chain.name} changed while it was checked; run the command again")
+    return cursor

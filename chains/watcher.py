@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from chains.decoding import decode_transfers
 from chains.errors import ChainError, InconsistentReply, ReorgTooDeep
-from chains.logs import MAX_REASKS, LogFilter, LogSource
+from chains.logs import HEADER_BATCH, MAX_REASKS, LogFilter, LogSource
 from chains.replies import quantity
 from chains.rpc import RpcClient
 from chains.store import WatcherStore
@@ -112,8 +112,9 @@ class ChainWatcher:
         if self.cursor is None:
             configured = self._configured()
             first = min([self.spec.start_block] + [s for _, _, s in configured])
-            anchor = await self.source.header(first - 1) if first > 0 else None
-            self.cursor = Cursor(first - 1, anchor.hash if anchor else None)
+            # the block before the first (the genesis when starting at 0) anchors a deep reorg's fork point
+            anchor = await self.source.header(max(first - 1, 0))
+            self.cursor = Cursor(first - 1, anchor.hash if anchor and first > 0 else None)
             targets = [Target(k, a, s, self.cursor.number, True) for k, a, s in configured]
             await self.store.commit_batch(cid, [], [anchor] if anchor else [], self.cursor, await self._marks(),
                                           targets)
@@ -377,31 +378,30 @@ class ChainWatcher:
         cid = self.spec.chain_id
         number = old.number
         ancestor: Cursor | None = None
-        deep = False
-        while number > 0:
+        while number > 0:  # through the block window, block by block
             number -= 1
             stored = await self.store.window_hash(cid, number)
             if stored is None:
-                deep = True
-                if not allow_deep:
-                    break
+                break
             canonical = await self.source.header(number)
             if canonical is None:
                 return  # the node is behind: wait
-            if stored is not None and canonical.hash == stored:
+            if canonical.hash == stored:
                 ancestor = Cursor(number, stored)
                 break
-        if ancestor is not None and ancestor.number < self._finalized_high:
-            deep = True
+        deep = ancestor is None or ancestor.number < self._finalized_high
         if deep and not allow_deep:
             detail = (f"reorg below finality: cursor {old.number} {old.hash} is no longer canonical and no "
                       f"common ancestor was found above the finalized block {self._finalized_high}")
-            await self.store.set_alert(cid, detail)
-            log.error("chain %s: %s", self.spec.name, detail)
-            raise ReorgTooDeep(detail)
+            await self._alert(detail)
         if ancestor is None:
-            anchor = await self.source.header(number)
-            ancestor = Cursor(number, anchor.hash if anchor else None)
+            ancestor = await self._deep_fork_point(old, number)
+        if ancestor is None:
+            await self._alert(
+                f"deep reorg: none of the block hashes we hold within {self.spec.max_reorg_walk} blocks below the "
+                f"cursor {old.number} {old.hash} is canonical; nothing was rolled back (if the node is wrong, "
+                f"`settle chains acknowledge {self.spec.name}` once it agrees with the cursor again)")
+        assert ancestor is not None
         head = await self.source.header(marks.head)
         new_head = Cursor(head.number, head.hash) if head else Cursor(marks.head, None)
         record = ReorgRecord(cid, old.number - ancestor.number, ancestor, old, new_head, deep=deep)
@@ -413,3 +413,28 @@ class ChainWatcher:
                 self._targets[key] = replace(target, synced_to=ancestor.number)
         log.warning("chain %s: reorg of depth %d at %d; %d transfers orphaned",
                     self.spec.name, record.depth, ancestor.number, orphaned)
+
+    async def _alert(self, detail: str) -> None:
+        await self.store.set_alert(self.spec.chain_id, detail)
+        log.error("chain %s: %s", self.spec.name, detail)
+        raise ReorgTooDeep(detail)
+
+    async def _deep_fork_point(self, old: Cursor, below: int) -> Cursor | None:
+        """The highest block at or below `below` whose hash we hold (window checkpoints, blocks of our live
+        transfers) and which is canonical: every block under it is too (hashes chain), and we hold nothing
+        between it and the first block that is not, so rolling back to it orphans exactly what was reorged
+        away. Looks no deeper than `max_reorg_walk` blocks below the cursor; None if nothing matches there."""
+        floor = max(0, old.number - self.spec.max_reorg_walk)
+        if below < floor:
+            return None
+        candidates = await self.store.stored_hashes(self.spec.chain_id, floor, below)
+        for i in range(0, len(candidates), HEADER_BATCH):
+            chunk = candidates[i:i + HEADER_BATCH]
+            headers = await self.source.headers(sorted({n for n, _ in chunk}))
+            for number, stored in chunk:
+                header = headers.get(number)
+                if header is None:
+                    raise ChainError(f"the node does not have block {number} below our cursor: retried later")
+                if header.hash == stored:
+                    return Cursor(number, stored)
+        return None

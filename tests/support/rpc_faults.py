@@ -74,8 +74,8 @@ class Fault:
     fault fire only when the requested span (toBlock - fromBlock + 1; 1 for a blockHash filter) exceeds
     it, like a provider limit. `delay` is in seconds (`timeout` holds 30 s when it is 0); `lag` is in blocks.
     `field` is the result field a `missing_field` fault removes ("" for the default of the method).
-    `block` and `logs` describe a `stale_fork` node: block number `block` is another block there (same parent,
-    another hash), holding `logs` (log objects without blockNumber/blockHash, which the node fills in).
+    `block`, `depth` and `logs` describe a `stale_fork` node: the `depth` blocks from number `block` on are other
+    blocks there, the first holding `logs` (log objects without blockNumber/blockHash, which the node fills in).
     """
 
     kind: str
@@ -86,6 +86,7 @@ class Fault:
     lag: int = 0
     field: str = ""
     block: int = -1
+    depth: int = 1
     logs: tuple[JsonObj, ...] = ()
 
     def __post_init__(self) -> None:
@@ -366,52 +367,73 @@ def _log_matches(entry: JsonObj, flt: JsonObj) -> bool:
 
 
 class StaleForkNode:
-    """Answers as a node that followed a fork which lost: block `fault.block` is another block there (hash
-    `stale_hash(block)`, same parent, a bloom that matches everything) holding `fault.logs`; it does not know
-    the canonical block of that height."""
+    """Answers as a node that followed a fork which lost: the `fault.depth` blocks from `fault.block` on are other
+    blocks there (hashes `stale_hash(n)`, linked to each other, blooms that match everything), the first holding
+    `fault.logs` and the others none; it does not know the canonical blocks of those heights."""
 
     def __init__(self, upstream: Upstream, fault: Fault) -> None:
         self._upstream = upstream
-        self._number = fault.block
+        self._first = fault.block
+        self._last = fault.block + max(fault.depth, 1) - 1
         self._logs = fault.logs
-        self.hash = stale_hash(fault.block)
+
+    def _stale(self, number: int) -> bool:
+        return self._first <= number <= self._last
+
+    def _number_of_stale(self, block_hash: str) -> int | None:
+        return next((n for n in range(self._first, self._last + 1) if stale_hash(n) == block_hash), None) \
+            if self._last - self._first < 10_000 else None
 
     async def answer(self, item: JsonObj) -> JsonObj:
         method, params = item.get("method"), list(item.get("params") or [])
         if method == "eth_getBlockByNumber":
             number = await self._upstream.block_number(params[0] if params else "latest")
-            reply = await self._upstream.send({**item, "params": [hex(number), *params[1:]]})
-            return result_reply(item, await self._block()) if number == self._number else reply
+            if self._stale(number):
+                return result_reply(item, await self._block(number))
+            return await self._upstream.send({**item, "params": [hex(number), *params[1:]]})
         if method == "eth_getBlockByHash":
-            if params and params[0] == self.hash:
-                return result_reply(item, await self._block())
-            real = await self._real()
-            return result_reply(item, None) if params and params[0] == real["hash"] else await self._upstream.send(item)
+            fake = self._number_of_stale(params[0]) if params else None
+            if fake is not None:
+                return result_reply(item, await self._block(fake))
+            real = await self._upstream.number_of_block(params[0]) if params else None
+            if real is not None and self._stale(real):
+                return result_reply(item, None)
+            return await self._upstream.send(item)
         flt = dict(params[0]) if params and isinstance(params[0], dict) else {}
         if "blockHash" in flt:
-            if flt["blockHash"] == self.hash:
-                return result_reply(item, [e for e in await self._fake_logs() if _log_matches(e, flt)])
-            if flt["blockHash"] == (await self._real())["hash"]:
+            fake = self._number_of_stale(flt["blockHash"])
+            if fake is not None:
+                return result_reply(item, [e for e in await self._fake_logs(fake) if _log_matches(e, flt)])
+            real = await self._upstream.number_of_block(flt["blockHash"])
+            if real is not None and self._stale(real):
                 return error_reply(item, fixed_error("unknown_block", GET_LOGS))
             return await self._upstream.send(item)
         reply = await self._upstream.send(item)
         first = await self._upstream.block_number(flt.get("fromBlock", "latest"))
         last = await self._upstream.block_number(flt.get("toBlock", "latest"))
-        if not (first <= self._number <= last) or not isinstance(reply.get("result"), list):
+        if last < self._first or first > self._last or not isinstance(reply.get("result"), list):
             return reply
-        kept = [e for e in reply["result"] if int(e["blockNumber"], 16) != self._number]
-        kept += [e for e in await self._fake_logs() if _log_matches(e, flt)]
+        kept = [e for e in reply["result"] if not self._stale(int(e["blockNumber"], 16))]
+        if first <= self._first <= last:
+            kept += [e for e in await self._fake_logs(self._first) if _log_matches(e, flt)]
         kept.sort(key=lambda e: (int(e["blockNumber"], 16), int(e["logIndex"], 16)))
         return {**reply, "result": kept}
 
-    async def _real(self) -> JsonObj:
-        block: JsonObj = await self._upstream.call("eth_getBlockByNumber", [hex(self._number), False])
+    async def _real(self, number: int) -> JsonObj:
+        block: JsonObj = await self._upstream.call("eth_getBlockByNumber", [hex(number), False])
         return block
 
-    async def _block(self) -> JsonObj:
-        return {**await self._real(), "hash": self.hash, "logsBloom": "0x" + "ff" * 256, "transactions": []}
+    async def _block(self, number: int) -> JsonObj | None:
+        real = await self._real(number)
+        if real is None:
+            return None
+        parent = stale_hash(number - 1) if number > self._first else real["parentHash"]
+        return {**real, "hash": stale_hash(number), "parentHash": parent, "logsBloom": "0x" + "ff" * 256,
+                "transactions": []}
 
-    async def _fake_logs(self) -> list[JsonObj]:
-        real = await self._real()
-        return [{"removed": False, "transactionIndex": "0x0", **entry, "blockNumber": hex(self._number),
-                 "blockHash": self.hash, "blockTimestamp": real.get("timestamp")} for entry in self._logs]
+    async def _fake_logs(self, number: int) -> list[JsonObj]:
+        if number != self._first:
+            return []
+        real = await self._real(number)
+        return [{"removed": False, "transactionIndex": "0x0", **entry, "blockNumber": hex(number),
+                 "blockHash": stale_hash(number), "blockTimestamp": real.get("timestamp")} for entry in self._logs]
