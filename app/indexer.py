@@ -16,6 +16,7 @@ from app.persistence.locks import chain_lock
 from app.persistence.watcher_store import SqlWatcherStore
 from app.settings import ChainConfig, Settings
 from app.wallet_book import RegisteredWallet, wallet_book
+from chains.balances import token_decimals
 from chains.replies import header_or_none
 from chains.rpc import RpcClient
 from chains.types import ChainSpec, ChainState, Cursor, TokenSpec, WalletSpec
@@ -54,9 +55,30 @@ def make_rpc(chain: ChainConfig, *, interactive: bool = False) -> RpcClient:
     """The chain's RPC client; `interactive` (an API request waiting on it) bounds its timeout and retries."""
     if interactive:
         return RpcClient(chain.urls, timeout=min(chain.request_timeout, INTERACTIVE_TIMEOUT),
-                         max_retries=min(chain.max_retries, INTERACTIVE_RETRIES), failover_lag=chain.failover_lag)
+                         max_retries=min(chain.max_retries, INTERACTIVE_RETRIES), failover_lag=chain.failover_lag,
+                         chain_id=chain.chain_id)
     return RpcClient(chain.urls, timeout=chain.request_timeout, max_retries=chain.max_retries,
-                     failover_lag=chain.failover_lag)
+                     failover_lag=chain.failover_lag, chain_id=chain.chain_id)
+
+
+class StartupMismatch(SettleError):
+    """The chain does not match the configuration (a token's decimals): indexing does not start."""
+
+
+async def check_chain_at_start(settings: Settings, chain: ChainConfig, rpc: RpcClient) -> None:
+    """Before a watcher starts (`settle index`, `settle serve`): every URL serves the configured chain id
+    (WrongChain names the one that does not) and every token's configured decimals are its contract's
+    `decimals()` (StartupMismatch names the token). Amounts would otherwise be shown 10**k off."""
+    await rpc.check_chain_ids()
+    wrong = []
+    for token in settings.tokens_on(chain):
+        actual = await token_decimals(rpc, token.address)
+        if actual != token.decimals:
+            wrong.append(f"token {token.symbol} {token.address} on chain {chain.name} is configured with decimals = "
+                         f"{token.decimals} but its contract's decimals() is "
+                         f"{actual if actual is not None else 'not answered (no contract at this address?)'}")
+    if wrong:
+        raise StartupMismatch("; ".join(wrong))
 
 
 @dataclass
@@ -116,6 +138,7 @@ async def index_chain(
     book = await wallet_book(settings, engine)
     handle = build_watcher(settings, chain, book.active_on(chain.chain_id), store, on_progress=on_progress)
     try:
+        await check_chain_at_start(settings, chain, handle.rpc)
         async with chain_lock(engine, chain.chain_id, settings.data_dir / "locks"):
             if once:
                 return await handle.watcher.run_until_caught_up()

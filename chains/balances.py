@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from chains.errors import MalformedReply
 from chains.replies import quantity
 from chains.rpc import RpcClient
 
 BALANCE_OF = "0x70a08231"
+DECIMALS = "0x313ce567"
 CALLS_PER_BATCH = 100
 
 
@@ -44,3 +46,14 @@ async def balances_of(rpc: RpcClient, token: str, wallets: Sequence[str], block:
 
 async def native_balance(rpc: RpcClient, wallet: str, block: int | str = "latest") -> int:
     return await rpc.call("eth_getBalance", [wallet, _block_param(block)], expect=quantity)  # type: ignore[no-any-return]
+
+
+async def token_decimals(rpc: RpcClient, token: str, block: int | str = "latest") -> int | None:
+    """The contract's `decimals()`; None when the address answers nothing (no contract there)."""
+    result = await rpc.call("eth_call", [{"to": token, "data": DECIMALS}, _block_param(block)])
+    if result in ("0x", "", None):
+        return None
+    value = quantity(result)
+    if value > 255:
+        raise MalformedReply(f"decimals() of {token} answered {result!r:.80}, not a uint8")
+    return value

@@ -54,6 +54,15 @@ class Fatal(RpcError):
     """The request itself is wrong (method missing, bad params): retrying will not help."""
 
 
+class HistoryUnavailable(RpcError):
+    """The node does not keep the state asked for ("missing trie node", "historical state not available"): it is
+    pruned, not broken. Asked of the next URL; when none has it, an archive node is needed."""
+
+
+class WrongChain(Fatal):
+    """A provider URL serves another chain than the configured chain id: it is refused (never indexed from)."""
+
+
 class UnknownBlock(RpcError):
     """The node does not know a block hash we asked for: it was reorged away."""
 

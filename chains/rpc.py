@@ -23,17 +23,21 @@ from chains.errors import (
     AllEndpointsFailed,
     Fatal,
     HeadNotReady,
+    HistoryUnavailable,
     MalformedReply,
     RangeTooLarge,
     RateLimited,
     RpcError,
     Transient,
+    WrongChain,
 )
 from chains.redaction import redact_url, register_secret_urls, scrub
+from chains.replies import quantity
 
 log = logging.getLogger(__name__)
 
 Expect = Callable[[Any], Any]
+
 """Checks and converts one result (see chains.replies); raises MalformedReply when its shape is wrong."""
 
 
@@ -52,6 +56,8 @@ class Endpoint:
     max_ok_range: int = 0
     range_cap: int | None = None
     latency_ms: float = 0.0
+    chain_checked: bool = False
+    refused: str | None = None  # why this URL is never used (it serves another chain)
 
     @property
     def healthy(self) -> bool:
@@ -67,6 +73,7 @@ class Endpoint:
             "max_ok_range": self.max_ok_range,
             "range_cap": self.range_cap,
             "latency_ms": round(self.latency_ms, 2),
+            **({"refused": self.refused} if self.refused else {}),
         }
 
 
@@ -93,9 +100,13 @@ class RpcClient:
         max_retries: int = 8,
         failover_lag: int = 3,
         backoff: Backoff | None = None,
+        chain_id: int | None = None,
     ) -> None:
+        """`chain_id`, when given, is checked on each URL (eth_chainId) before its first use: a URL serving
+        another chain is refused (WrongChain), never read from."""
         if not urls:
             raise Fatal("no RPC URL configured")
+        self.chain_id = chain_id
         self._urls = list(urls)
         register_secret_urls(self._urls)
         self.endpoints = [
@@ -126,12 +137,34 @@ class RpcClient:
         return self.endpoints[self.active]
 
     def _order(self) -> list[int]:
-        healthy = [i for i, e in enumerate(self.endpoints) if e.healthy]
-        cooling = sorted(
-            (i for i, e in enumerate(self.endpoints) if not e.healthy),
-            key=lambda i: self.endpoints[i].cooldown_until,
-        )
+        usable = [i for i, e in enumerate(self.endpoints) if not e.refused]
+        if not usable:
+            raise WrongChain("; ".join(e.refused or "" for e in self.endpoints))
+        healthy = [i for i in usable if self.endpoints[i].healthy]
+        cooling = sorted((i for i in usable if not self.endpoints[i].healthy),
+                         key=lambda i: self.endpoints[i].cooldown_until)
         return healthy + cooling
+
+    async def check_chain_ids(self) -> None:
+        """At start: ask every URL its eth_chainId. One that serves another chain raises WrongChain (naming its
+        redacted URL); one that does not answer now is checked before its first use."""
+        for ep in self.endpoints:
+            try:
+                await self._check_chain(ep)
+            except WrongChain:
+                raise
+            except RpcError as exc:
+                log.warning("cannot check the chain id of %s now (%s); checked before its first use", ep.redacted,
+                            exc.reason[:200])
+
+    async def _check_chain(self, ep: Endpoint) -> None:
+        if self.chain_id is None or ep.chain_checked:
+            return
+        got = self._check(ep, await self._raw(ep, "eth_chainId", []), quantity)
+        if got != self.chain_id:
+            ep.refused = (f"{ep.redacted} serves chain id {got}, not the configured {self.chain_id}: refused")
+            raise WrongChain(ep.refused, url=ep.redacted)
+        ep.chain_checked = True
 
     async def call(
         self, method: str, params: list[Any], *, endpoint: int | None = None, expect: Expect | None = None
@@ -154,15 +187,31 @@ class RpcClient:
 
     async def _with_failover(self, attempt_fn: Any, endpoint: int | None) -> Any:
         last: RpcError | None = None
+        lacking: set[int] = set()  # endpoints that do not keep the state this request needs
         for attempt in range(self.max_retries):
-            index = endpoint if endpoint is not None else self._order()[0]
+            if endpoint is not None:
+                index = endpoint
+            else:
+                index = next((i for i in self._order() if i not in lacking), -1)
+                if index < 0:
+                    raise HistoryUnavailable(
+                        f"no RPC URL has the historical state asked for ({last.reason if last else ''}): "
+                        "an archive node is needed", code=last.code if last else None)
             ep = self.endpoints[index]
             if not ep.healthy:  # every endpoint is cooling down: wait (bounded, jittered) before the retry
                 await asyncio.sleep(self.backoff.delay(attempt))
             try:
+                await self._check_chain(ep)
                 result = await attempt_fn(ep)
             except (RangeTooLarge, Fatal):
                 raise
+            except HistoryUnavailable as exc:
+                if endpoint is not None:
+                    raise
+                last = exc
+                lacking.add(index)
+                log.info("RPC %s lacks the state asked for (%s); asking the next URL", ep.redacted, exc.reason[:200])
+                continue
             except HeadNotReady as exc:
                 last = exc
                 await asyncio.sleep(self.backoff.delay(attempt))
@@ -173,7 +222,7 @@ class RpcClient:
                 continue
             self._mark_ok(index)
             return result
-        if isinstance(last, HeadNotReady):
+        if isinstance(last, HeadNotReady | HistoryUnavailable):
             raise last
         raise AllEndpointsFailed(f"all RPC endpoints failed after {self.max_retries} attempts: {last}")
 

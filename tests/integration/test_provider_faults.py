@@ -221,3 +221,63 @@ async def test_backfilling_a_wallet_or_token_added_later_refuses_a_stale_fork_lo
     assert [r for r in all_rows if r["tx_hash"] == fake["transactionHash"]] == []
     assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT, NEW])
     assert {r["state"] for r in all_rows} == {"finalized"}
+
+
+@pytest.mark.parametrize("kind", ["missing_trie_node", "history_unavailable"])
+async def test_a_node_without_history_fails_over_and_with_none_the_check_says_an_archive_node_is_needed(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, kind: str
+) -> None:
+    from app.balance_check import check_chain
+    from app.errors import SettleError
+
+    _traffic(chain_a, blocks=6)
+    chain_a.anvil.mine(3)
+    with FaultProxy(chain_a.anvil.url) as pruned, FaultProxy(chain_a.anvil.url) as also_pruned:
+        pruned.add(Fault(kind, method="eth_call", times=None))
+        also_pruned.add(Fault(kind, method="eth_call", times=None))
+        settings = _settings(tmp_path, database_url, chain_a, [pruned.url, chain_a.anvil.url])
+        await index_once(settings, engine)
+        await assert_balances_agree(settings, engine)  # the second URL (an archive) answers
+        assert pruned.fired[kind] >= 1
+        settings = _settings(tmp_path, database_url, chain_a, [pruned.url, also_pruned.url])
+        with pytest.raises(SettleError, match="an archive node is needed") as raised:
+            await check_chain(settings, engine, settings.chains[0])
+    assert "SECRETKEY" not in str(raised.value)
+    assert also_pruned.fired[kind] >= 1
+
+
+@pytest.mark.parametrize("position", [0, 1])
+async def test_a_url_serving_another_chain_is_refused_at_start_naming_it_redacted(
+    chain_a: Devnet, chain_b: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, position: int
+) -> None:
+    from chains.errors import WrongChain
+
+    _traffic(chain_a, blocks=3)
+    with FaultProxy(chain_b.anvil.url, path="/v2/k3y") as other:
+        urls = [chain_a.anvil.url]
+        urls.insert(position, other.url)
+        settings = _settings(tmp_path, database_url, chain_a, urls)
+        with pytest.raises(WrongChain) as raised:
+            await index_once(settings, engine)
+    message = str(raised.value)
+    assert other.url.replace("/v2/k3y", "/v2/***") in message and "k3y" not in message
+    assert f"chain id {chain_b.chain_id}" in message and str(chain_a.chain_id) in message
+    assert await indexed(engine, chain_a.chain_id) == set()
+
+
+@pytest.mark.parametrize(("kind", "wrong"), [("usdc", 18), ("dai", 6)])
+async def test_a_token_configured_with_other_decimals_than_its_contract_is_a_start_up_error_naming_it(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, kind: str, wrong: int
+) -> None:
+    from app.indexer import StartupMismatch
+
+    _traffic(chain_a, blocks=3)
+    token = chain_a.tokens[kind]
+    tokens = [dict(t, decimals=wrong) if t["address"] == token.address else t for t in chain_a.token_configs("a")]
+    settings = make_settings(tmp_path, database_url, [chain_a.chain_config("a")], tokens,
+                             [wallet(DEPOSIT, "dep"), wallet(HOT, "hot", "hot", "house")])
+    with pytest.raises(StartupMismatch) as raised:
+        await index_once(settings, engine)
+    assert f"token {kind.upper()} {token.address}" in str(raised.value)
+    assert f"decimals = {wrong} but its contract's decimals() is {token.decimals()}" in str(raised.value)
+    assert await indexed(engine, chain_a.chain_id) == set()

@@ -25,7 +25,8 @@ RANGE_KINDS = frozenset(
 """eth_getLogs range/size limits; they only ever match eth_getLogs items."""
 LOG_MUTATING_KINDS = frozenset({"empty_logs", "duplicate_log", "wrong_block_hash"})
 """Forward, then corrupt a non-empty log list; they never fire on an empty one."""
-FIXED_ERROR_KINDS = frozenset({"head_not_ready", "fatal", "unknown_block", "rate_limit_jsonrpc"})
+FIXED_ERROR_KINDS = frozenset({"head_not_ready", "fatal", "unknown_block", "rate_limit_jsonrpc", "missing_trie_node",
+                               "history_unavailable"})
 DELAY_KINDS = frozenset({"timeout", "slow"})
 HTTP_KINDS = frozenset({"http_429", "http_500"})
 LAGGING_HEAD = "lagging_head"
@@ -161,6 +162,11 @@ def fixed_error(kind: str, method: str) -> JsonObj:
         return {"code": -32601, "message": f"the method {method} does not exist/is not available"}
     if kind == "unknown_block":
         return {"code": -32000, "message": "unknown block"}
+    if kind == "missing_trie_node":  # geth (hash scheme) on a pruned node
+        return {"code": -32000, "message": "missing trie node 4a3b1e0c8d5f6a7b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d"
+                "9e0f1a2b (path ) state 0x4a3b1e0c is not available"}
+    if kind == "history_unavailable":  # geth (path scheme)
+        return {"code": -32000, "message": "historical state not available in path scheme yet"}
     if kind == "rate_limit_jsonrpc":  # Infura, once the daily quota is spent (HTTP 200)
         return {
             "code": -32005,
