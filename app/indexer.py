@@ -17,6 +17,7 @@ from app.persistence.watcher_store import SqlWatcherStore
 from app.settings import ChainConfig, Settings
 from app.wallet_book import RegisteredWallet, wallet_book
 from chains.balances import token_decimals
+from chains.errors import WrongChain
 from chains.replies import header_or_none
 from chains.rpc import RpcClient
 from chains.types import ChainSpec, ChainState, Cursor, TokenSpec, WalletSpec
@@ -138,7 +139,11 @@ async def index_chain(
     book = await wallet_book(settings, engine)
     handle = build_watcher(settings, chain, book.active_on(chain.chain_id), store, on_progress=on_progress)
     try:
-        await check_chain_at_start(settings, chain, handle.rpc)
+        try:
+            await check_chain_at_start(settings, chain, handle.rpc)
+        except (WrongChain, StartupMismatch) as exc:  # shown by `settle chains` and the API, not only logged
+            await store.record_status(chain.chain_id, marks=None, state=None, error=str(exc)[:500])
+            raise
         async with chain_lock(engine, chain.chain_id, settings.data_dir / "locks"):
             if once:
                 return await handle.watcher.run_until_caught_up()

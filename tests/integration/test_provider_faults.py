@@ -281,3 +281,8 @@ async def test_a_token_configured_with_other_decimals_than_its_contract_is_a_sta
     assert f"token {kind.upper()} {token.address}" in str(raised.value)
     assert f"decimals = {wrong} but its contract's decimals() is {token.decimals()}" in str(raised.value)
     assert await indexed(engine, chain_a.chain_id) == set()
+    from app.persistence import transfers_repo
+
+    async with engine.connect() as conn:
+        status = (await transfers_repo.chain_statuses(conn))[0]
+    assert f"token {kind.upper()} {token.address}" in status["last_error"]  # `settle chains` shows it too
