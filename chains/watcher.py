@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from chains.decoding import decode_transfers
-from chains.errors import ChainError, InconsistentReply, ReorgTooDeep
-from chains.logs import HEADER_BATCH, MAX_REASKS, LogFilter, LogSource
+from chains.errors import ChainError, ReorgTooDeep
+from chains.logs import LogFilter, LogSource
 from chains.replies import quantity
 from chains.rpc import RpcClient
 from chains.store import WatcherStore
@@ -34,6 +34,7 @@ from chains.types import (
     TransferLog,
     WalletSpec,
 )
+from chains.window import NODE_BEHIND, deep_fork_point, headers_as_stored, window_ancestor
 from wallets import Address
 
 log = logging.getLogger(__name__)
@@ -281,7 +282,7 @@ class ChainWatcher:
         flt = self._filter(only=target)
         for lo in range(start, end + 1, self.spec.live_batch):
             hi = min(end, lo + self.spec.live_batch - 1)
-            headers = await self._window_headers(lo, hi, window)
+            headers = await headers_as_stored(self.source, lo, hi, window, chain=self.spec.name)
             logs: list[dict] = []
             async for _, _, chunk in self.source.ranges(lo, hi, flt, headers):
                 logs.extend(chunk)
@@ -289,21 +290,6 @@ class ChainWatcher:
             transfers = [t if t.block_time is not None else replace(t, block_time=headers[t.block_number].timestamp)
                          for t in self._select(checked)]
             await self._commit_backfill_chunk(hi, transfers, headers[hi], marks=marks, target=target)
-
-    async def _window_headers(self, lo: int, hi: int, window: dict[int, str]) -> dict[int, BlockHeader]:
-        """The node's headers of lo..hi, which must be the stored window's; asked again a few times (a node
-        behind, or load-balanced onto one on another fork), then InconsistentReply."""
-        numbers = list(range(lo, hi + 1))
-        for attempt in range(MAX_REASKS):
-            headers = await self.source.headers(numbers)
-            differ = [n for n in numbers if n not in headers or headers[n].hash != window.get(n, headers[n].hash)]
-            if not differ:
-                return headers
-            log.warning("chain %s: blocks %s differ from the stored window; asking again", self.spec.name,
-                        differ[:5])
-            await asyncio.sleep(self.rpc.backoff.delay(attempt))
-        raise InconsistentReply(f"blocks {differ[:5]} of the node differ from the stored block window (a fork that "
-                                f"lost, or a reorg not yet handled): not indexed, retried at the next step")
 
     async def _commit_backfill_chunk(
         self, hi: int, transfers: list[TransferLog], end_header: BlockHeader, *, marks: Marks,
@@ -376,26 +362,16 @@ class ChainWatcher:
         old = self.cursor
         assert old is not None and old.hash is not None
         cid = self.spec.chain_id
-        number = old.number
-        ancestor: Cursor | None = None
-        while number > 0:  # through the block window, block by block
-            number -= 1
-            stored = await self.store.window_hash(cid, number)
-            if stored is None:
-                break
-            canonical = await self.source.header(number)
-            if canonical is None:
-                return  # the node is behind: wait
-            if canonical.hash == stored:
-                ancestor = Cursor(number, stored)
-                break
+        ancestor, number = await window_ancestor(self.store, self.source, cid, old)
+        if ancestor is NODE_BEHIND:
+            return  # the node is behind: wait
         deep = ancestor is None or ancestor.number < self._finalized_high
         if deep and not allow_deep:
             detail = (f"reorg below finality: cursor {old.number} {old.hash} is no longer canonical and no "
                       f"common ancestor was found above the finalized block {self._finalized_high}")
             await self._alert(detail)
         if ancestor is None:
-            ancestor = await self._deep_fork_point(old, number)
+            ancestor = await deep_fork_point(self.store, self.source, cid, old, number, self.spec.max_reorg_walk)
         if ancestor is None:
             await self._alert(
                 f"deep reorg: none of the block hashes we hold within {self.spec.max_reorg_walk} blocks below the "
@@ -418,23 +394,3 @@ class ChainWatcher:
         await self.store.set_alert(self.spec.chain_id, detail)
         log.error("chain %s: %s", self.spec.name, detail)
         raise ReorgTooDeep(detail)
-
-    async def _deep_fork_point(self, old: Cursor, below: int) -> Cursor | None:
-        """The highest block at or below `below` whose hash we hold (window checkpoints, blocks of our live
-        transfers) and which is canonical: every block under it is too (hashes chain), and we hold nothing
-        between it and the first block that is not, so rolling back to it orphans exactly what was reorged
-        away. Looks no deeper than `max_reorg_walk` blocks below the cursor; None if nothing matches there."""
-        floor = max(0, old.number - self.spec.max_reorg_walk)
-        if below < floor:
-            return None
-        candidates = await self.store.stored_hashes(self.spec.chain_id, floor, below)
-        for i in range(0, len(candidates), HEADER_BATCH):
-            chunk = candidates[i:i + HEADER_BATCH]
-            headers = await self.source.headers(sorted({n for n, _ in chunk}))
-            for number, stored in chunk:
-                header = headers.get(number)
-                if header is None:
-                    raise ChainError(f"the node does not have block {number} below our cursor: retried later")
-                if header.hash == stored:
-                    return Cursor(number, stored)
-        return None

@@ -42,7 +42,6 @@ from tests.support.rpc_faults import (
     Fault,
     JsonObj,
     LaggingNode,
-    StaleForkNode,
     Upstream,
     error_reply,
     first_param,
@@ -52,6 +51,7 @@ from tests.support.rpc_faults import (
     mutate_logs,
     range_error,
 )
+from tests.support.stale_fork import StaleForkNode
 
 __all__ = ["Fault", "FaultProxy", "dead_url"]
 
