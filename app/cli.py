@@ -236,6 +236,10 @@ def serve(
 
     settings = _settings(ctx)
     _upgrade(settings)
+    if watchers:  # a URL on another chain or a token's wrong decimals: refuse to start, naming it
+        from app.indexer import refuse_misconfigured_chains
+
+        _run(refuse_misconfigured_chains(settings))
     app = create_app(settings, run_watchers=watchers)
     tune_gc_for_indexing()
     uvicorn.run(app, host=host or settings.api.host, port=port or settings.api.port, log_config=None)

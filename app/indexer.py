@@ -17,7 +17,7 @@ from app.persistence.watcher_store import SqlWatcherStore
 from app.settings import ChainConfig, Settings
 from app.wallet_book import RegisteredWallet, wallet_book
 from chains.balances import token_decimals
-from chains.errors import WrongChain
+from chains.errors import ChainError, WrongChain
 from chains.replies import header_or_none
 from chains.rpc import RpcClient
 from chains.types import ChainSpec, ChainState, Cursor, TokenSpec, WalletSpec
@@ -64,6 +64,22 @@ def make_rpc(chain: ChainConfig, *, interactive: bool = False) -> RpcClient:
 
 class StartupMismatch(SettleError):
     """The chain does not match the configuration (a token's decimals): indexing does not start."""
+
+
+async def refuse_misconfigured_chains(settings: Settings) -> None:
+    """`settle serve` before it starts: `check_chain_at_start` on every chain. A URL on another chain or a token's
+    wrong decimals is raised (the service does not start); a node that does not answer now is only logged (the
+    watcher retries it, and checks it before it reads from it)."""
+    for chain in settings.chains:
+        rpc = make_rpc(chain, interactive=True)
+        try:
+            await check_chain_at_start(settings, chain, rpc)
+        except (WrongChain, StartupMismatch):
+            raise
+        except ChainError as exc:
+            log.warning("chain %s could not be checked at start: %s", chain.name, exc)
+        finally:
+            await rpc.close()
 
 
 async def check_chain_at_start(settings: Settings, chain: ChainConfig, rpc: RpcClient) -> None:
