@@ -23,7 +23,7 @@ from typing import Any
 from chains.bloom import bloom_contains
 from chains.decoding import TRANSFER_TOPIC
 from chains.errors import InconsistentReply, MalformedReply, RangeTooLarge
-from chains.replies import header_or_none, log_list
+from chains.replies import header_numbered, header_or_none, log_list
 from chains.rpc import RpcClient
 from chains.types import BlockHeader
 from wallets import address_to_topic
@@ -86,8 +86,9 @@ class LogSource:
     # ---- headers --------------------------------------------------------------------------------------------
     async def header(self, block: int | str) -> BlockHeader | None:
         tag = hex(block) if isinstance(block, int) else block
-        header: BlockHeader | None = await self.rpc.call("eth_getBlockByNumber", [tag, False],
-                                                         expect=header_or_none)
+        header: BlockHeader | None = await self.rpc.call(
+            "eth_getBlockByNumber", [tag, False],
+            expect=header_numbered(block) if isinstance(block, int) else header_or_none)
         return header
 
     async def headers(self, numbers: Sequence[int]) -> dict[int, BlockHeader]:
@@ -99,7 +100,7 @@ class LogSource:
                                            expect=header_or_none)
             for asked, header in zip(chunk, replies, strict=True):
                 if header is not None:
-                    if header.number != asked:
+                    if header.number != asked:  # the ids matched, yet another block: the node is broken
                         raise MalformedReply(f"asked for block {asked}, got block {header.number}")
                     out[header.number] = header
         return out

@@ -14,6 +14,7 @@ from chains.types import BlockHeader
 
 _HEX = re.compile(r"0x[0-9a-fA-F]+").fullmatch
 _HASH = re.compile(r"0x[0-9a-fA-F]{64}").fullmatch
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}").fullmatch
 _LOG_FIELDS = ("address", "topics", "data", "blockNumber", "blockHash", "transactionHash", "logIndex")
 
 
@@ -27,6 +28,16 @@ def quantity(result: Any) -> int:
 def header_or_none(raw: Any) -> BlockHeader | None:
     """A block header, or None when the node does not have the block (`null`)."""
     return None if raw is None else parse_header(raw)
+
+
+def header_numbered(number: int) -> Any:
+    """`header_or_none` for a request by number: a block of another height is malformed."""
+    def check(raw: Any) -> BlockHeader | None:
+        header = header_or_none(raw)
+        if header is not None and header.number != number:
+            raise MalformedReply(f"asked for block {number}, got block {header.number}")
+        return header
+    return check
 
 
 def parse_header(raw: Any) -> BlockHeader:
@@ -61,10 +72,12 @@ def log_list(result: Any) -> list[dict]:
                 raise MalformedReply(f"log without {name}")
         # the block hash is compared with the header's later: its type and length are enough here (hot path)
         block_hash, number, index = entry["blockHash"], entry["blockNumber"], entry["logIndex"]
-        topics, data = entry["topics"], entry["data"]
+        topics, data, stamp = entry["topics"], entry["data"], entry.get("blockTimestamp")
         if not (isinstance(topics, list) and all(isinstance(t, str) and _HASH(t) for t in topics)
                 and isinstance(data, str) and (data == "0x" or _HEX(data))
-                and isinstance(entry["address"], str) and isinstance(entry["transactionHash"], str)
+                and isinstance(entry["address"], str) and _ADDRESS(entry["address"])
+                and isinstance(entry["transactionHash"], str) and len(entry["transactionHash"]) == 66
+                and (stamp is None or (isinstance(stamp, str) and _HEX(stamp)))
                 and isinstance(block_hash, str) and len(block_hash) == 66
                 and isinstance(number, str) and _HEX(number) and isinstance(index, str) and _HEX(index)):
             raise MalformedReply(f"log with a mistyped field: {_show(entry)}")
