@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from chains.errors import MalformedReply
+from chains.errors import Fatal, MalformedReply
 from chains.replies import quantity
 from chains.rpc import RpcClient
 
@@ -49,8 +49,14 @@ async def native_balance(rpc: RpcClient, wallet: str, block: int | str = "latest
 
 
 async def token_decimals(rpc: RpcClient, token: str, block: int | str = "latest") -> int | None:
-    """The contract's `decimals()`; None when the address answers nothing (no contract there)."""
-    result = await rpc.call("eth_call", [{"to": token, "data": DECIMALS}, _block_param(block)])
+    """The contract's `decimals()`; None when the address answers nothing (no contract there) or reverts (no such
+    function)."""
+    try:
+        result = await rpc.call("eth_call", [{"to": token, "data": DECIMALS}, _block_param(block)])
+    except Fatal as exc:
+        if "revert" in exc.reason.lower():
+            return None
+        raise
     if result in ("0x", "", None):
         return None
     value = quantity(result)

@@ -73,6 +73,8 @@ def classify_rpc_error(code: int | None, message: str, url: str = "") -> RpcErro
         return HeadNotReady(message, url=url, code=code)
     if "unknown block" in text:
         return UnknownBlock(message, url=url, code=code)
+    if "execution reverted" in text:  # deterministic for the block asked: another URL answers the same
+        return Fatal(message, url=url, code=code)
     if any(f in text for f in _HISTORY_FRAGMENTS):
         return HistoryUnavailable(message, url=url, code=code)
     if code in _FATAL_CODES or "does not exist" in text or "not available" in text:

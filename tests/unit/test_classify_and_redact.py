@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chains.classify import classify_rpc_error
-from chains.errors import Fatal, HeadNotReady, RangeTooLarge, RateLimited, Transient, UnknownBlock
+from chains.errors import Fatal, HeadNotReady, HistoryUnavailable, RangeTooLarge, RateLimited, Transient, UnknownBlock
 from chains.redaction import redact_url, scrub
 
 
@@ -38,6 +38,9 @@ from chains.redaction import redact_url, scrub
         (-32000, "after last accepted block", HeadNotReady, None, None),
         (-32000, "unknown block", UnknownBlock, None, None),
         (-32601, "the method eth_getLogs does not exist/is not available", Fatal, None, None),
+        (3, "execution reverted", Fatal, None, None),
+        (-32000, "missing trie node 4a3b (path ) state 0x4a3b is not available", HistoryUnavailable, None, None),
+        (-32000, "historical state not available in path scheme yet", HistoryUnavailable, None, None),
         (-32603, "internal error", Transient, None, None),
     ],
 )
