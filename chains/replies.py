@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from chains.decoding import decode_transfers
 from chains.errors import MalformedReply
-from chains.types import BlockHeader
+from chains.types import BlockHeader, TransferLog
 
 _HEX = re.compile(r"0x[0-9a-fA-F]+").fullmatch
 _HASH = re.compile(r"0x[0-9a-fA-F]{64}").fullmatch
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}").fullmatch
-_LOG_FIELDS = ("address", "topics", "data", "blockNumber", "blockHash", "transactionHash", "logIndex")
+_LOG_FIELDSET = frozenset(("address", "topics", "data", "blockNumber", "blockHash", "transactionHash", "logIndex"))
 
 
 def quantity(result: Any) -> int:
@@ -61,27 +61,40 @@ def parse_header(raw: Any) -> BlockHeader:
 
 
 def log_list(result: Any) -> list[dict]:
-    """An eth_getLogs result: a list of log objects with every field the decoder and the checks read."""
-    if not isinstance(result, list):
+    """An eth_getLogs result: a list of log objects with every field the checks and the decoder read, each of its
+    type, the numbers hex. The hex of the words (topics, data, address) is left to the decoder, which parses them
+    anyway (`decoded`): checking it twice cost as much as decoding, on the backfill's hot path."""
+    if type(result) is not list:
         raise MalformedReply(f"expected a list of logs, got {_show(result)}")
+    fields = _LOG_FIELDSET
     for entry in result:
-        if not isinstance(entry, dict):
-            raise MalformedReply(f"expected a log object, got {_show(entry)}")
-        for name in _LOG_FIELDS:
-            if name not in entry:
-                raise MalformedReply(f"log without {name}")
-        # the block hash is compared with the header's later: its type and length are enough here (hot path)
-        block_hash, number, index = entry["blockHash"], entry["blockNumber"], entry["logIndex"]
-        topics, data, stamp = entry["topics"], entry["data"], entry.get("blockTimestamp")
-        if not (isinstance(topics, list) and all(isinstance(t, str) and _HASH(t) for t in topics)
-                and isinstance(data, str) and (data == "0x" or _HEX(data))
-                and isinstance(entry["address"], str) and _ADDRESS(entry["address"])
-                and isinstance(entry["transactionHash"], str) and len(entry["transactionHash"]) == 66
-                and (stamp is None or (isinstance(stamp, str) and _HEX(stamp)))
-                and isinstance(block_hash, str) and len(block_hash) == 66
-                and isinstance(number, str) and _HEX(number) and isinstance(index, str) and _HEX(index)):
-            raise MalformedReply(f"log with a mistyped field: {_show(entry)}")
+        try:
+            if not fields <= entry.keys():
+                raise MalformedReply(f"log without {sorted(fields - entry.keys())}")
+            int(entry["blockNumber"], 16), int(entry["logIndex"], 16)
+            topics, stamp, block_hash = entry["topics"], entry.get("blockTimestamp"), entry["blockHash"]
+            if stamp is not None:
+                int(stamp, 16)
+            if type(topics) is not list:
+                raise ValueError(topics)
+            for topic in topics:
+                if type(topic) is not str or len(topic) != 66:
+                    raise ValueError(topic)
+            if (type(entry["data"]) is not str or type(entry["address"]) is not str
+                    or type(entry["transactionHash"]) is not str or type(block_hash) is not str
+                    or len(block_hash) != 66):
+                raise ValueError(entry)
+        except (AttributeError, TypeError, ValueError):
+            raise MalformedReply(f"log with a missing or mistyped field: {_show(entry)}") from None
     return result
+
+
+def decoded(logs: list[dict], chain_id: int) -> list[TransferLog]:
+    """`decode_transfers` of logs that passed `log_list`; a word that is not hex is a MalformedReply."""
+    try:
+        return decode_transfers(logs, chain_id)
+    except (TypeError, ValueError) as exc:
+        raise MalformedReply(f"log with a word that is not hex: {type(exc).__name__}: {exc!s:.120}") from None
 
 
 def _is_hex(text: str) -> bool:

@@ -16,10 +16,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
-from chains.decoding import decode_transfers
 from chains.errors import ChainError, ReorgTooDeep
 from chains.logs import LogFilter, LogSource
-from chains.replies import quantity
+from chains.replies import decoded, quantity
 from chains.rpc import RpcClient
 from chains.store import WatcherStore
 from chains.types import (
@@ -220,7 +219,7 @@ class ChainWatcher:
     def _select(self, logs: list[dict]) -> list[TransferLog]:
         """Keep Transfers of our tokens that touch one of our wallets at or after that pair's start block."""
         kept = []
-        for t in decode_transfers(logs, self.spec.chain_id):
+        for t in decoded(logs, self.spec.chain_id):
             token_start = self._token_start.get(t.token.lower())
             if token_start is None:
                 continue

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from chains.decoding import TRANSFER_TOPIC
 from chains.errors import ChainError, MalformedReply, Transient
-from chains.replies import header_numbered, header_or_none, log_list, quantity
+from chains.replies import decoded, header_numbered, header_or_none, log_list, quantity
 
 H = "0x" + "ab" * 32
 BLOCK = {"number": "0x10", "hash": H, "parentHash": "0x" + "cd" * 32, "timestamp": "0x5f5e100", "logsBloom": "0x00"}
@@ -52,9 +53,21 @@ def test_a_header_of_another_height_than_asked_is_malformed() -> None:
     *[[{k: v for k, v in LOG.items() if k != name}] for name in
       ("address", "topics", "data", "blockNumber", "blockHash", "transactionHash", "logIndex")],
     [{**LOG, "logIndex": 0}], [{**LOG, "blockNumber": "0xg"}], [{**LOG, "topics": H}], [{**LOG, "topics": [1]}],
-    [{**LOG, "data": "0xzz"}], [{**LOG, "address": "0x12"}], [{**LOG, "blockHash": None}],
+    [{**LOG, "data": 5}], [{**LOG, "address": None}], [{**LOG, "blockHash": None}],
     [{**LOG, "transactionHash": 5}], [{**LOG, "blockTimestamp": "soon"}],
 ])
 def test_logs_of_the_wrong_shape_are_malformed(broken: Any) -> None:
     with pytest.raises(MalformedReply):
         log_list(broken)
+
+
+@pytest.mark.parametrize("broken", [
+    {"data": "0x" + "zz" * 32}, {"address": "0x12"}, {"address": "0x" + "zz" * 20},
+    {"topics": [TRANSFER_TOPIC, "0x" + "zz" * 32, H]},
+])
+def test_a_word_that_is_not_hex_is_malformed_when_decoded(broken: dict) -> None:
+    entry = {**LOG, "topics": [TRANSFER_TOPIC, H, H], **broken}
+    assert log_list([entry]) == [entry]
+    with pytest.raises(MalformedReply):
+        decoded([entry], 1)
+    assert len(decoded([{**LOG, "topics": [TRANSFER_TOPIC, H, H]}], 1)) == 1
