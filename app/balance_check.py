@@ -22,6 +22,7 @@ from app.persistence.watcher_store import SqlWatcherStore
 from app.settings import ChainConfig, Settings, TokenConfig
 from app.wallet_book import RegisteredWallet, wallet_book
 from chains.balances import balances_of
+from chains.errors import HistoryUnavailable
 from chains.rpc import RpcClient
 from chains.types import Cursor
 
@@ -54,6 +55,10 @@ async def check_chain(settings: Settings, engine: AsyncEngine, chain: ChainConfi
         results: list[CheckResult] = []
         for token in settings.tokens_on(chain):
             results += await _check_token(engine, chain, wallets, token, cursor, rpc)
+    except HistoryUnavailable as exc:
+        raise SettleError(f"chain {chain.name}: none of its RPC URLs keeps the state of past blocks that the balance "
+                          f"check reads (balanceOf at the cursor and at each pair's opening block): an archive node "
+                          f"is needed in chains.rpc_urls ({exc.reason})") from None
     finally:
         await rpc.close()
     now = datetime.now(UTC)

@@ -250,6 +250,31 @@ def allow_deep_reorg(ctx: typer.Context, name: str) -> None:
     console.print(f"{name}: the next pass may roll back below finality")
 
 
+@chains_cli.command("acknowledge")
+def acknowledge(
+    ctx: typer.Context, name: str,
+    actor: Annotated[str, typer.Option(help="who acknowledges (recorded in the audit log)")] = "cli",
+) -> None:
+    """Incident response: clear a chain's alert that no longer reproduces (the node agrees with the stored cursor
+    again), without a walk or a rollback; refused while the cursor is still not canonical."""
+    from app.indexer import acknowledge_alert
+    from app.persistence.db import make_engine
+
+    settings = _settings(ctx)
+    (chain,) = _chains_to_use(settings, name)
+    _upgrade(settings)
+
+    async def run() -> None:
+        engine = make_engine(settings.database_url)
+        try:
+            cursor = await acknowledge_alert(settings, engine, chain, actor=actor)
+            console.print(f"{name}: alert acknowledged; block {cursor.number} {cursor.hash} is canonical again")
+        finally:
+            await engine.dispose()
+
+    _run(run())
+
+
 @balances_cli.command("check")
 def balances_check(
     ctx: typer.Context, chain: Annotated[str | None, typer.Option(help="only this chain")] = None
@@ -301,6 +326,10 @@ def serve(
 
     settings = _settings(ctx)
     _upgrade(settings)
+    if watchers:  # a URL on another chain or a token's wrong decimals: refuse to start, naming it
+        from app.indexer import refuse_misconfigured_chains
+
+        _run(refuse_misconfigured_chains(settings))
     app = create_app(settings, run_watchers=watchers)
     tune_gc_for_indexing()
     uvicorn.run(app, host=host or settings.api.host, port=port or settings.api.port, log_config=None)

@@ -11,12 +11,16 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.errors import SettleError
 from app.persistence.locks import chain_lock
 from app.persistence.watcher_store import SqlWatcherStore
 from app.settings import ChainConfig, Settings
 from app.wallet_book import RegisteredWallet, wallet_book
+from chains.balances import token_decimals
+from chains.errors import ChainError, WrongChain
+from chains.replies import header_or_none
 from chains.rpc import RpcClient
-from chains.types import ChainSpec, Cursor, TokenSpec, WalletSpec
+from chains.types import ChainSpec, ChainState, Cursor, TokenSpec, WalletSpec
 from chains.watcher import ChainWatcher, Progress
 
 log = logging.getLogger(__name__)
@@ -52,9 +56,48 @@ def make_rpc(chain: ChainConfig, *, interactive: bool = False) -> RpcClient:
     """The chain's RPC client; `interactive` (an API request waiting on it) bounds its timeout and retries."""
     if interactive:
         return RpcClient(chain.urls, timeout=min(chain.request_timeout, INTERACTIVE_TIMEOUT),
-                         max_retries=min(chain.max_retries, INTERACTIVE_RETRIES), failover_lag=chain.failover_lag)
+                         max_retries=min(chain.max_retries, INTERACTIVE_RETRIES), failover_lag=chain.failover_lag,
+                         chain_id=chain.chain_id)
     return RpcClient(chain.urls, timeout=chain.request_timeout, max_retries=chain.max_retries,
-                     failover_lag=chain.failover_lag)
+                     failover_lag=chain.failover_lag, chain_id=chain.chain_id)
+
+
+class StartupMismatch(SettleError):
+    """The chain does not match the configuration (a token's decimals): indexing does not start."""
+
+
+async def refuse_misconfigured_chains(settings: Settings) -> None:
+    """`settle serve` before it starts: `check_chain_at_start` on every chain. A URL on another chain or a token's
+    wrong decimals is raised (the service does not start); a node that does not answer now is only logged (the
+    watcher retries it, and checks it before it reads from it)."""
+    for chain in settings.chains:
+        rpc = make_rpc(chain, interactive=True)
+        try:
+            await check_chain_at_start(settings, chain, rpc)
+        except (WrongChain, StartupMismatch):
+            raise
+        except ChainError as exc:
+            log.warning("chain %s could not be checked at start: %s", chain.name, exc)
+        finally:
+            await rpc.close()
+
+
+async def check_chain_at_start(settings: Settings, chain: ChainConfig, rpc: RpcClient) -> None:
+    """Before a watcher starts (`settle index`, `settle serve`): every URL serves the configured chain id
+    (WrongChain names the one that does not) and every token's configured decimals are its contract's
+    `decimals()` (StartupMismatch names the token). Amounts would otherwise be shown 10**k off."""
+    await rpc.check_chain_ids()
+    wrong = []
+    for token in settings.tokens_on(chain):
+        actual = await token_decimals(rpc, token.address)
+        if actual is None:  # no code there now, or no decimals(): nothing proves the configuration wrong
+            log.warning("token %s %s on chain %s: decimals() not answered; the configured %d is not verified",
+                        token.symbol, token.address, chain.name, token.decimals)
+        elif actual != token.decimals:
+            wrong.append(f"token {token.symbol} {token.address} on chain {chain.name} is configured with decimals = "
+                         f"{token.decimals} but its contract's decimals() is {actual}")
+    if wrong:
+        raise StartupMismatch("; ".join(wrong))
 
 
 @dataclass
@@ -114,6 +157,11 @@ async def index_chain(
     book = await wallet_book(settings, engine)
     handle = build_watcher(settings, chain, book.active_on(chain.chain_id), store, on_progress=on_progress)
     try:
+        try:
+            await check_chain_at_start(settings, chain, handle.rpc)
+        except (WrongChain, StartupMismatch) as exc:  # shown by `settle chains` and the API, not only logged
+            await store.record_status(chain.chain_id, marks=None, state=None, error=str(exc)[:500])
+            raise
         async with chain_lock(engine, chain.chain_id, settings.data_dir / "locks"):
             if once:
                 return await handle.watcher.run_until_caught_up()
@@ -135,3 +183,27 @@ async def index_chains(
 ) -> list[Cursor | None]:
     return list(await asyncio.gather(*(
         index_chain(settings, engine, c, once=once, stop=stop, on_progress=on_progress) for c in chains)))
+
+
+async def acknowledge_alert(settings: Settings, engine: AsyncEngine, chain: ChainConfig, *, actor: str) -> Cursor:
+    """An operator acknowledges a chain's alert that no longer reproduces: when the node says the stored cursor's
+    block is canonical again (a node that was wrong, not a reorg), the chain leaves `alert` without a walk or a
+    rollback, audited. Refused (SettleError) when the chain is not in alert or the cursor is still not canonical.
+    Returns the cursor checked."""
+    store = SqlWatcherStore(engine)
+    state, _ = await store.load_state(chain.chain_id)
+    cursor = await store.load_cursor(chain.chain_id)
+    if state is not ChainState.ALERT or cursor is None or cursor.hash is None:
+        raise SettleError(f"chain {chain.name} is not in alert")
+    rpc = make_rpc(chain, interactive=True)
+    try:
+        header = await rpc.call("eth_getBlockByNumber", [hex(cursor.number), False], expect=header_or_none)
+    finally:
+        await rpc.close()
+    if header is None or header.hash != cursor.hash:
+        raise SettleError(f"chain {chain.name}: the cursor block {cursor.number} {cursor.hash} is still not canonical "
+                          f"(the node has {header.hash if header else 'no such block'}); the alert reproduces: see "
+                          f"`settle chains allow-deep-reorg {chain.name}`")
+    if not await store.acknowledge_alert(chain.chain_id, cursor, actor=actor, entity=f"chain:{chain.name}"):
+        raise SettleError(f"chain {chain.name} changed while it was checked; run the command again")
+    return cursor

@@ -11,6 +11,7 @@ import re
 from chains.errors import (
     Fatal,
     HeadNotReady,
+    HistoryUnavailable,
     RangeTooLarge,
     RateLimited,
     RpcError,
@@ -46,6 +47,16 @@ _HEAD_FRAGMENTS = (
     "block not found",
     "blockoutofrangeerror",
 )
+_HISTORY_FRAGMENTS = (
+    "missing trie node",
+    "historical state not available",
+    "historical state",
+    "state is not available",
+    "state not available",
+    "required historical state unavailable",
+    "pruned",
+    "archive",
+)
 _FATAL_CODES = {-32601, -32602, -32600}
 
 
@@ -62,6 +73,10 @@ def classify_rpc_error(code: int | None, message: str, url: str = "") -> RpcErro
         return HeadNotReady(message, url=url, code=code)
     if "unknown block" in text:
         return UnknownBlock(message, url=url, code=code)
+    if "execution reverted" in text:  # deterministic for the block asked: another URL answers the same
+        return Fatal(message, url=url, code=code)
+    if any(f in text for f in _HISTORY_FRAGMENTS):
+        return HistoryUnavailable(message, url=url, code=code)
     if code in _FATAL_CODES or "does not exist" in text or "not available" in text:
         return Fatal(message, url=url, code=code)
     return Transient(message, url=url, code=code)

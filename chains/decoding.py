@@ -16,6 +16,9 @@ _checksum_cache: dict[str, Address] = {}
 def _address(topic: str) -> Address:
     cached = _checksum_cache.get(topic)
     if cached is None:
+        if len(topic) not in (42, 66) or topic[:2] != "0x":  # a malformed reply (chains.replies.decoded)
+            raise ValueError(f"not an address or a topic: {topic!r:.80}")
+        bytes.fromhex(topic[2:])  # ValueError unless hex: checked once per distinct address, as it is cached
         if len(_checksum_cache) > 200_000:
             _checksum_cache.clear()
         cached = _checksum_cache[topic] = topic_to_address(topic)

@@ -45,8 +45,22 @@ class Transient(RpcError):
     """Timeouts, connection errors, 5xx, malformed replies: retry, fail over."""
 
 
+class MalformedReply(Transient):
+    """A reply that is not the JSON-RPC shape asked for (null id, missing or mistyped field, body not JSON): the
+    node or something in front of it is broken, so retry and fail over like any transient fault."""
+
+
 class Fatal(RpcError):
     """The request itself is wrong (method missing, bad params): retrying will not help."""
+
+
+class HistoryUnavailable(RpcError):
+    """The node does not keep the state asked for ("missing trie node", "historical state not available"): it is
+    pruned, not broken. Asked of the next URL; when none has it, an archive node is needed."""
+
+
+class WrongChain(Fatal):
+    """A provider URL serves another chain than the configured chain id: it is refused (never indexed from)."""
 
 
 class UnknownBlock(RpcError):

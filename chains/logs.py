@@ -22,7 +22,8 @@ from typing import Any
 
 from chains.bloom import bloom_contains
 from chains.decoding import TRANSFER_TOPIC
-from chains.errors import InconsistentReply, RangeTooLarge
+from chains.errors import InconsistentReply, MalformedReply, RangeTooLarge
+from chains.replies import header_numbered, header_or_none, log_list
 from chains.rpc import RpcClient
 from chains.types import BlockHeader
 from wallets import address_to_topic
@@ -71,16 +72,6 @@ def _in_log_index_order(entries: list[dict]) -> list[dict]:
     return [e for _, e in sorted(zip(indexes, entries, strict=True), key=lambda pair: pair[0])]
 
 
-def parse_header(raw: dict[str, Any]) -> BlockHeader:
-    return BlockHeader(
-        number=int(raw["number"], 16),
-        hash=raw["hash"],
-        parent_hash=raw["parentHash"],
-        timestamp=int(raw["timestamp"], 16),
-        logs_bloom=raw.get("logsBloom", ""),
-    )
-
-
 class LogSource:
     """Headers and verified logs for one chain, over an RpcClient."""
 
@@ -95,18 +86,22 @@ class LogSource:
     # ---- headers --------------------------------------------------------------------------------------------
     async def header(self, block: int | str) -> BlockHeader | None:
         tag = hex(block) if isinstance(block, int) else block
-        raw = await self.rpc.call("eth_getBlockByNumber", [tag, False])
-        return parse_header(raw) if raw else None
+        header: BlockHeader | None = await self.rpc.call(
+            "eth_getBlockByNumber", [tag, False],
+            expect=header_numbered(block) if isinstance(block, int) else header_or_none)
+        return header
 
     async def headers(self, numbers: Sequence[int]) -> dict[int, BlockHeader]:
         """Headers by number; a number the node does not have yet is absent from the result."""
         out: dict[int, BlockHeader] = {}
         for i in range(0, len(numbers), HEADER_BATCH):
             chunk = numbers[i : i + HEADER_BATCH]
-            replies = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk])
-            for raw in replies:
-                if raw:
-                    header = parse_header(raw)
+            replies = await self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in chunk],
+                                           expect=header_or_none)
+            for asked, header in zip(chunk, replies, strict=True):
+                if header is not None:
+                    if header.number != asked:  # the ids matched, yet another block: the node is broken
+                        raise MalformedReply(f"asked for block {asked}, got block {header.number}")
                     out[header.number] = header
         return out
 
@@ -140,7 +135,8 @@ class LogSource:
         replies: list[list[dict]] = []
         any_empty = False
         for query in queries:
-            reply = await self.rpc.call("eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}])
+            reply = await self.rpc.call("eth_getLogs", [{**query, "fromBlock": hex(start), "toBlock": hex(end)}],
+                                        expect=log_list)
             any_empty = any_empty or not reply
             replies.append(await self._consistent(reply, flt, query))
         if len(replies) == 1:  # one checked reply holds each (block, logIndex) once and in order
@@ -177,7 +173,7 @@ class LogSource:
         """Logs of one block asked by its hash; checked again; raises InconsistentReply if it stays bad."""
         for _ in range(MAX_REASKS):
             self.reasks += 1
-            reply = await self.rpc.call("eth_getLogs", [{**query, "blockHash": header.hash}])
+            reply = await self.rpc.call("eth_getLogs", [{**query, "blockHash": header.hash}], expect=log_list)
             indexes = [e["logIndex"] for e in reply]
             if all(e["blockHash"] == header.hash for e in reply) and len(set(indexes)) == len(indexes):
                 return list(reply)

@@ -27,6 +27,15 @@ class WatcherStore(Protocol):
         """The stored hash of block `number`, if it is in the block window."""
         ...
 
+    async def window_hashes(self, chain_id: int, first: int, last: int) -> dict[int, str]:
+        """The stored hashes of the blocks numbered first..last that are in the block window."""
+        ...
+
+    async def stored_hashes(self, chain_id: int, first: int, last: int) -> list[tuple[int, str]]:
+        """(number, hash) of every block numbered first..last that we hold a hash of: the window, its kept
+        checkpoints, and the blocks of live transfers. Highest first. Finds a deep reorg's fork point."""
+        ...
+
     async def commit_batch(
         self,
         chain_id: int,

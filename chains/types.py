@@ -82,6 +82,8 @@ class ChainSpec:
     scan_threshold: int
     poll_interval: float
     live_batch: int = 50  # headers fetched per live step
+    max_reorg_walk: int = 10_000
+    """Blocks below the cursor that an operator-allowed deep reorg may walk back to find the fork point."""
 
 
 @dataclass(frozen=True, slots=True)

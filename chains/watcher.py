@@ -17,9 +17,9 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
-from chains.decoding import decode_transfers
 from chains.errors import ChainError, ReorgTooDeep
 from chains.logs import LogFilter, LogSource
+from chains.replies import decoded, quantity
 from chains.rpc import RpcClient
 from chains.store import WatcherStore
 from chains.types import (
@@ -34,6 +34,7 @@ from chains.types import (
     TransferLog,
     WalletSpec,
 )
+from chains.window import NODE_BEHIND, deep_fork_point, headers_as_stored, window_ancestor
 from wallets import Address
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,9 @@ class ChainWatcher:
         if self.cursor is None:
             configured = self._configured()
             first = min([self.spec.start_block] + [s for _, _, s in configured])
-            anchor = await self.source.header(first - 1) if first > 0 else None
-            self.cursor = Cursor(first - 1, anchor.hash if anchor else None)
+            # the block before the first (the genesis when starting at 0) anchors a deep reorg's fork point
+            anchor = await self.source.header(max(first - 1, 0))
+            self.cursor = Cursor(first - 1, anchor.hash if anchor and first > 0 else None)
             targets = [Target(k, a, s, self.cursor.number, True) for k, a, s in configured]
             await self.store.commit_batch(cid, [], [anchor] if anchor else [], self.cursor, await self._marks(),
                                           targets)
@@ -195,7 +197,7 @@ class ChainWatcher:
 
     # ---- marks --------------------------------------------------------------------------------------------
     async def _marks(self) -> Marks:
-        head = int(await self.rpc.call("eth_blockNumber", []), 16) - self.rpc.head_lag
+        head = await self.rpc.call("eth_blockNumber", [], expect=quantity) - self.rpc.head_lag
         if self.spec.confirmations == "safe":
             safe_header = await self.source.header("safe")
             safe = safe_header.number if safe_header else -1
@@ -226,7 +228,7 @@ class ChainWatcher:
     def _select(self, logs: list[dict]) -> list[TransferLog]:
         """Keep Transfers of our tokens that touch one of our wallets at or after that pair's start block."""
         kept = []
-        for t in decode_transfers(logs, self.spec.chain_id):
+        for t in decoded(logs, self.spec.chain_id):
             token_start = self._token_start.get(t.token.lower())
             if token_start is None:
                 continue
@@ -241,7 +243,18 @@ class ChainWatcher:
     # ---- backfill (at or below finality) ------------------------------------------------------------------
     async def _backfill(self, start: int, end: int, marks: Marks, *, target: Target | None = None) -> None:
         """Fetch, check and decode ranges in a producer task while the previous range commits: the database
-        and the node (and our decoding) overlap instead of taking turns."""
+        and the node (and our decoding) overlap instead of taking turns. A target's backfill runs up to the
+        cursor: its blocks above finality are checked against the stored window instead (`_backfill_window`)."""
+        if target is not None:
+            trusted = min(end, max(self._finalized_high, marks.finalized))
+            if start <= trusted:
+                await self._backfill_ranges(start, trusted, marks, target)
+            if max(start, trusted + 1) <= end:
+                await self._backfill_window(max(start, trusted + 1), end, marks, target)
+            return
+        await self._backfill_ranges(start, end, marks, None)
+
+    async def _backfill_ranges(self, start: int, end: int, marks: Marks, target: Target | None) -> None:
         flt = self._filter(only=target)
         queue: asyncio.Queue[tuple[int, list[TransferLog], BlockHeader] | None] = asyncio.Queue(maxsize=2)
 
@@ -267,6 +280,24 @@ class ChainWatcher:
             await asyncio.gather(producer, return_exceptions=True)
         if not producer.cancelled() and producer.exception() is not None:
             raise producer.exception()  # type: ignore[misc]
+
+    async def _backfill_window(self, start: int, end: int, marks: Marks, target: Target) -> None:
+        """A target's backfill above finality, where the stored window says which blocks we indexed: headers are
+        those of the window (a node that answers another hash at a height is on a fork that lost, or we are and
+        the next step finds the reorg: retried, never believed), and logs are checked against them as when
+        following the head (re-asked by the stored hash when they disagree)."""
+        window = await self.store.window_hashes(self.spec.chain_id, start, end)
+        flt = self._filter(only=target)
+        for lo in range(start, end + 1, self.spec.live_batch):
+            hi = min(end, lo + self.spec.live_batch - 1)
+            headers = await headers_as_stored(self.source, lo, hi, window, chain=self.spec.name)
+            logs: list[dict] = []
+            async for _, _, chunk in self.source.ranges(lo, hi, flt, headers):
+                logs.extend(chunk)
+            checked = await self.source.checked_against_headers(logs, headers, flt)
+            transfers = [t if t.block_time is not None else replace(t, block_time=headers[t.block_number].timestamp)
+                         for t in self._select(checked)]
+            await self._commit_backfill_chunk(hi, transfers, headers[hi], marks=marks, target=target)
 
     async def _commit_backfill_chunk(
         self, hi: int, transfers: list[TransferLog], end_header: BlockHeader, *, marks: Marks,
@@ -339,33 +370,22 @@ class ChainWatcher:
         old = self.cursor
         assert old is not None and old.hash is not None
         cid = self.spec.chain_id
-        number = old.number
-        ancestor: Cursor | None = None
-        deep = False
-        while number > 0:
-            number -= 1
-            stored = await self.store.window_hash(cid, number)
-            if stored is None:
-                deep = True
-                if not allow_deep:
-                    break
-            canonical = await self.source.header(number)
-            if canonical is None:
-                return  # the node is behind: wait
-            if stored is not None and canonical.hash == stored:
-                ancestor = Cursor(number, stored)
-                break
-        if ancestor is not None and ancestor.number < self._finalized_high:
-            deep = True
+        ancestor, number = await window_ancestor(self.store, self.source, cid, old)
+        if ancestor is NODE_BEHIND:
+            return  # the node is behind: wait
+        deep = ancestor is None or ancestor.number < self._finalized_high
         if deep and not allow_deep:
             detail = (f"reorg below finality: cursor {old.number} {old.hash} is no longer canonical and no "
                       f"common ancestor was found above the finalized block {self._finalized_high}")
-            await self.store.set_alert(cid, detail)
-            log.error("chain %s: %s", self.spec.name, detail)
-            raise ReorgTooDeep(detail)
+            await self._alert(detail)
         if ancestor is None:
-            anchor = await self.source.header(number)
-            ancestor = Cursor(number, anchor.hash if anchor else None)
+            ancestor = await deep_fork_point(self.store, self.source, cid, old, number, self.spec.max_reorg_walk)
+        if ancestor is None:
+            await self._alert(
+                f"deep reorg: none of the block hashes we hold within {self.spec.max_reorg_walk} blocks below the "
+                f"cursor {old.number} {old.hash} is canonical; nothing was rolled back (if the node is wrong, "
+                f"`settle chains acknowledge {self.spec.name}` once it agrees with the cursor again)")
+        assert ancestor is not None
         head = await self.source.header(marks.head)
         new_head = Cursor(head.number, head.hash) if head else Cursor(marks.head, None)
         record = ReorgRecord(cid, old.number - ancestor.number, ancestor, old, new_head, deep=deep)
@@ -377,3 +397,8 @@ class ChainWatcher:
                 self._targets[key] = replace(target, synced_to=ancestor.number)
         log.warning("chain %s: reorg of depth %d at %d; %d transfers orphaned",
                     self.spec.name, record.depth, ancestor.number, orphaned)
+
+    async def _alert(self, detail: str) -> None:
+        await self.store.set_alert(self.spec.chain_id, detail)
+        log.error("chain %s: %s", self.spec.name, detail)
+        raise ReorgTooDeep(detail)

@@ -50,12 +50,17 @@ class Block(SQLModel, table=True):
 
 
 class Transfer(SQLModel, table=True):
-    """A business transfer event, unique on (chain_id, tx_hash, log_index); its current observation is unique
-    on (chain_id, block_hash, log_index). Amount in base units."""
+    """A business transfer event: at most one live (not orphaned) row per (chain_id, tx_hash, log_index); an
+    observation is unique on (chain_id, block_hash, log_index). Token, parties and amount never change: a
+    transaction re-mined with other content at that log index is a new row beside the orphaned one. Amount in
+    base units."""
 
     __tablename__ = "transfers"
     __table_args__ = (
-        UniqueConstraint("chain_id", "tx_hash", "log_index", name="uq_transfers_event"),
+        Index("uq_transfers_event_live", "chain_id", "tx_hash", "log_index", unique=True,
+              sqlite_where=text("state <> 'orphaned'"), postgresql_where=text("state <> 'orphaned'")),
+        Index("ix_transfers_orphaned_tx", "chain_id", "tx_hash",
+              sqlite_where=text("state = 'orphaned'"), postgresql_where=text("state = 'orphaned'")),
         UniqueConstraint("chain_id", "block_hash", "log_index", name="uq_transfers_observation"),
         Index("ix_transfers_chain_state_block", "chain_id", "state", "block_number"),
         Index("ix_transfers_to", "chain_id", "recipient"),

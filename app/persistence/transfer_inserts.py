@@ -1,5 +1,8 @@
-"""Inserting transfers: the backfill hot path. Idempotent on (chain_id, tx_hash, log_index); an orphaned event
-seen again (a transaction re-mined after a reorg) is revived with its new observation."""
+"""Inserting transfers: the backfill hot path. Idempotent on (chain_id, tx_hash, log_index) among live rows; an
+orphaned event seen again (a transaction re-mined after a reorg) is revived with its new observation only when its
+content (token, sender, recipient, amount) is the same: a transaction re-mined behind or without another one has
+its logs at other indexes, and what is now at an old index is another transfer. That one is inserted beside the
+orphaned row, which keeps what was observed (the feed's past events read it)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import and_, bindparam, exists, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import SettleError
@@ -28,8 +32,9 @@ def state_for(block: int, marks: Marks) -> TransferState:
 async def insert_transfers(
     conn: AsyncConnection, transfers: Sequence[TransferLog], marks: Marks, now: datetime
 ) -> int:
-    """Insert new transfers; a row whose event (chain_id, tx_hash, log_index) exists is left alone unless it
-    is orphaned, in which case it is revived with the new observation. Returns the rows inserted or revived
+    """Insert new transfers; a row whose event (chain_id, tx_hash, log_index) is live is left alone; an orphaned
+    row of that event with the same token, sender, recipient and amount is revived with the new observation;
+    otherwise the transfer is a new row (the orphaned one stays as it was). Returns the rows inserted or revived
     (the batch size where the driver does not say).
 
     Hot path (backfill): rows are built once as tuples; PostgreSQL takes large batches by COPY into a temporary
@@ -37,28 +42,83 @@ async def insert_transfers(
     several rows for one event wins, as it did with one statement per row."""
     if not transfers:
         return 0
+    transfers, revived = await _revive_equal(conn, transfers, marks, now)
+    if not transfers:
+        return revived
     if conn.dialect.name == "postgresql" and len(transfers) >= _COPY_MIN_ROWS:
-        return await _copy_transfers(conn, _stage_rows(transfers, marks), now)
+        return revived + await _copy_transfers(conn, _stage_rows(transfers, marks), now)
     rows = _transfer_rows(transfers, marks, now)
     if conn.dialect.name == "sqlite":
-        return await _executemany_transfers(conn, rows)
-    stmt = insert_for(conn, T)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[T.c.chain_id, T.c.tx_hash, T.c.log_index],
-        set_={c: getattr(stmt.excluded, c) for c in _REVIVED},
-        where=T.c.state == TransferState.ORPHANED.value,
-    )
+        return revived + await _executemany_transfers(conn, rows)
+    stmt = insert_for(conn, T).on_conflict_do_nothing(
+        index_elements=[T.c.chain_id, T.c.tx_hash, T.c.log_index], index_where=_LIVE)
     result = await conn.execute(stmt, [dict(zip(_COLUMNS, r, strict=True)) for r in rows])
-    return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+    inserted = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+    return revived + inserted
+
+
+_ORPHANED_SQL = literal_column(f"'{TransferState.ORPHANED.value}'")  # a literal, so the partial indexes apply
+_LIVE = T.c.state != _ORPHANED_SQL
+_LOOKUP_CHUNK = 500
+
+
+async def _revive_equal(
+    conn: AsyncConnection, transfers: Sequence[TransferLog], marks: Marks, now: datetime
+) -> tuple[Sequence[TransferLog], int]:
+    """Revive the orphaned rows that these transfers observe again with the same content; returns the transfers
+    left to insert and the number revived. Costs one indexed probe when the chain has no orphaned transfer."""
+    chains = sorted({t.chain_id for t in transfers})
+    orphaned = T.c.state == _ORPHANED_SQL
+    if await conn.scalar(select(T.c.id).where(T.c.chain_id.in_(chains), orphaned).limit(1)) is None:
+        return transfers, 0
+    hashes = sorted({t.tx_hash for t in transfers})
+    candidates: dict[tuple[Any, ...], int] = {}
+    for i in range(0, len(hashes), _LOOKUP_CHUNK):
+        found = await conn.execute(
+            select(T.c.id, T.c.chain_id, T.c.tx_hash, T.c.log_index, T.c.token, T.c.sender, T.c.recipient,
+                   T.c.amount).where(T.c.chain_id.in_(chains), orphaned, T.c.tx_hash.in_(hashes[i:i + _LOOKUP_CHUNK])))
+        for r in found:
+            candidates.setdefault((r.chain_id, r.tx_hash, r.log_index, r.token, r.sender, r.recipient, int(r.amount)),
+                                  r.id)
+    if not candidates:
+        return transfers, 0
+    per_block = _BlockValues(marks)
+    revive: list[dict[str, Any]] = []
+    taken: set[tuple[int, str, int]] = set()
+    rest: list[TransferLog] = []
+    for t in transfers:
+        key = (t.chain_id, t.tx_hash, t.log_index)
+        row_id = candidates.get((*key, t.token, t.sender, t.recipient, t.amount))
+        if key in taken:
+            continue  # the first of several observations of one event wins, as for inserts
+        if row_id is None:
+            rest.append(t)
+            continue
+        taken.add(key)
+        state = per_block.state(t.block_number)
+        revive.append({"row_id": row_id, "b_number": t.block_number, "b_hash": t.block_hash,
+                       "b_time": per_block.time(t.block_time), "b_state": state.value, "b_seen": now,
+                       "b_confirmed": now if state is not TransferState.SEEN else None,
+                       "b_finalized": now if state is TransferState.FINALIZED else None})
+    if not revive:
+        return rest, 0
+    live = T.alias("live")
+    stmt = update(T).where(
+        T.c.id == bindparam("row_id"), orphaned,
+        ~exists().where(and_(live.c.chain_id == T.c.chain_id, live.c.tx_hash == T.c.tx_hash,
+                             live.c.log_index == T.c.log_index, live.c.state != _ORPHANED_SQL)),
+    ).values(block_number=bindparam("b_number"), block_hash=bindparam("b_hash"), block_time=bindparam("b_time"),
+             state=bindparam("b_state"), seen_at=bindparam("b_seen"), confirmed_at=bindparam("b_confirmed"),
+             finalized_at=bindparam("b_finalized"), orphaned_at=None)
+    result = await conn.execute(stmt, revive)
+    revived = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(revive)
+    return rest, revived
 
 
 _COLUMNS = ("chain_id", "token", "sender", "recipient", "amount", "tx_hash", "log_index", "block_number",
             "block_hash", "block_time", "state", "seen_at", "confirmed_at", "finalized_at", "orphaned_at")
-_REVIVED = ("block_number", "block_hash", "block_time", "state", "seen_at", "confirmed_at", "finalized_at",
-            "orphaned_at", "token", "sender", "recipient", "amount")
 _ORPHANED, _SEEN, _FINALIZED = TransferState.ORPHANED.value, TransferState.SEEN.value, TransferState.FINALIZED.value
-_ON_CONFLICT = ("ON CONFLICT (chain_id, tx_hash, log_index) DO UPDATE SET "
-                + ", ".join(f"{c} = excluded.{c}" for c in _REVIVED) + f" WHERE transfers.state = '{_ORPHANED}'")
+_ON_CONFLICT = f"ON CONFLICT (chain_id, tx_hash, log_index) WHERE state <> '{_ORPHANED}' DO NOTHING"
 _SQLITE_INSERT = (f"INSERT INTO transfers ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
                   + _ON_CONFLICT)
 _COPY_MIN_ROWS = 32

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.persistence import feed
+from app.persistence import audit, feed
 from app.persistence.recon_repo import mark_range
 from app.persistence.tables import Block, ChainStatus, Reorg, Transfer, TransferOrphaning, WatchTarget
 from app.persistence.transfer_inserts import insert_transfers
@@ -33,6 +33,10 @@ CS = ChainStatus.__table__
 WT = WatchTarget.__table__
 R = Reorg.__table__
 TO = TransferOrphaning.__table__
+
+
+CHECKPOINT_EVERY = 64
+"""Below finality the block window keeps the blocks whose number is a multiple of this (anchors for a deep reorg)."""
 
 
 def utcnow() -> datetime:
@@ -91,6 +95,22 @@ class SqlWatcherStore:
     async def window_hash(self, chain_id: int, number: int) -> str | None:
         async with self.engine.connect() as conn:
             return await conn.scalar(select(B.c.hash).where(B.c.chain_id == chain_id, B.c.number == number))
+
+    async def window_hashes(self, chain_id: int, first: int, last: int) -> dict[int, str]:
+        async with self.engine.connect() as conn:
+            found = await conn.execute(select(B.c.number, B.c.hash).where(
+                B.c.chain_id == chain_id, B.c.number >= first, B.c.number <= last))
+            return {int(r.number): r.hash for r in found}
+
+    async def stored_hashes(self, chain_id: int, first: int, last: int) -> list[tuple[int, str]]:
+        blocks = select(B.c.number, B.c.hash).where(B.c.chain_id == chain_id, B.c.number >= first,
+                                                    B.c.number <= last)
+        transfers = select(T.c.block_number, T.c.block_hash).where(
+            T.c.chain_id == chain_id, T.c.block_number >= first, T.c.block_number <= last,
+            T.c.state != TransferState.ORPHANED.value)
+        async with self.engine.connect() as conn:
+            found = {(int(n), h) for n, h in await conn.execute(blocks.union(transfers))}
+        return sorted(found, reverse=True)
 
     async def commit_batch(
         self,
@@ -158,7 +178,9 @@ class SqlWatcherStore:
             .where(T.c.chain_id == chain_id, T.c.state == TransferState.SEEN.value, T.c.block_number <= safe)
             .values(state=TransferState.CONFIRMED.value, confirmed_at=now)
         )
-        await conn.execute(delete(B).where(B.c.chain_id == chain_id, B.c.number < fin))
+        # below finality one block in CHECKPOINT_EVERY stays: anchors for a deep reorg's fork point
+        await conn.execute(delete(B).where(B.c.chain_id == chain_id, B.c.number < fin,
+                                           B.c.number % CHECKPOINT_EVERY != 0))
         await conn.execute(update(CS).where(CS.c.chain_id == chain_id).values(
             head=marks.head, safe=marks.safe, finalized=marks.finalized, updated_at=now))
 
@@ -199,6 +221,22 @@ class SqlWatcherStore:
         async with self.engine.begin() as conn:
             await conn.execute(update(CS).where(CS.c.chain_id == chain_id).values(
                 state=ChainState.ALERT.value, alert_detail=detail, last_error=detail, last_error_at=utcnow()))
+
+    async def acknowledge_alert(self, chain_id: int, cursor: Cursor, *, actor: str, entity: str) -> bool:
+        """An operator's decision: leave `alert` without a walk, because the node agrees with our cursor again.
+        Conditional on the cursor being the one checked; audited in the same transaction."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            detail = await conn.scalar(select(CS.c.alert_detail).where(CS.c.chain_id == chain_id))
+            result = await conn.execute(update(CS).where(
+                CS.c.chain_id == chain_id, CS.c.state == ChainState.ALERT.value,
+                CS.c.cursor_number == cursor.number, CS.c.cursor_hash == cursor.hash,
+            ).values(state=ChainState.LIVE.value, alert_detail=None, allow_deep_reorg=False, updated_at=now))
+            if not result.rowcount:
+                return False
+            await audit.append(conn, actor=actor, action="chain.alert_acknowledged", entity=entity, at=now,
+                               before={"alert": detail}, after={"cursor": [cursor.number, cursor.hash]})
+        return True
 
     async def allow_deep_reorg(self, chain_id: int) -> bool:
         """An operator's decision: let the next reorg roll back below finality (recorded as deep)."""

@@ -96,3 +96,17 @@ async def test_sigkill_in_the_middle_of_a_backfill_then_restart_leaves_no_gap_an
                                   "having count(*) > 1")).all()
     engine_sync.dispose()
     assert dupes == []
+
+
+def test_serve_refuses_to_start_with_a_token_whose_decimals_differ_from_its_contract(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path
+) -> None:
+    usdc = chain_a.tokens["usdc"]
+    tokens = [dict(t, decimals=18) if t["address"] == usdc.address else t for t in chain_a.token_configs("a")]
+    config = write_toml(tmp_path / "settle.toml", database_url=database_url, data_dir=tmp_path / "data",
+                        chains=[chain_a.chain_config("a")], tokens=tokens, wallets=[wallet(DEPOSIT, "dep")])
+    done = settle(config, "serve", "--port", "0")  # would serve forever (and time out) if it started
+    assert done.returncode != 0
+    stderr = " ".join(done.stderr.split())  # rich wraps lines (another item of issue 9)
+    assert f"token USDC {usdc.address} on chain a is configured with decimals = 18" in stderr
+    assert "contract's decimals() is 6" in stderr

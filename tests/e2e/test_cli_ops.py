@@ -51,6 +51,7 @@ COMMANDS = [  # (arguments, exit code on a fresh database, what it says); {csv} 
     (["db", "upgrade"], 0, "latest schema"),
     (["chains"], 2, READ_ONLY),
     (["chains", "allow-deep-reorg", "a"], 1, "not in alert"),
+    (["chains", "acknowledge", "a"], 1, "not in alert"),
     (["balances", "check"], 1, "has not been indexed yet"),
     (["index", "--once"], 1, "error:"),
     (["records", "import", "{csv}"], 0, "created 0"),

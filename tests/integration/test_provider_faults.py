@@ -18,6 +18,7 @@ from tests.support.harness import (
     index_once,
     indexed,
     make_settings,
+    rows,
     wallet,
 )
 from tests.support.rpc_proxy import Fault, FaultProxy, dead_url
@@ -143,3 +144,145 @@ async def test_bad_replies_during_the_finalized_backfill_are_re_asked(
         await index_once(settings, engine)
         assert proxy.fired[kind] >= 1
     assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
+
+
+MALFORMED = [
+    ("null_id", "eth_getBlockByNumber"),  # a batch of headers with an item whose id is null
+    ("null_id", "eth_blockNumber"),
+    ("missing_field", "eth_getBlockByNumber"),  # a header without parentHash
+    ("missing_field", "eth_getLogs"),  # logs without logIndex
+    ("wrong_type", "eth_blockNumber"),
+    ("wrong_type", "eth_getBlockByNumber"),
+    ("wrong_type", "eth_getLogs"),
+    ("no_result", "eth_getLogs"),
+    ("non_json", "eth_getBlockByNumber"),
+]
+
+
+@pytest.mark.parametrize(("kind", "method"), MALFORMED)
+@pytest.mark.parametrize("follow", [False, True], ids=["backfill", "follow"])
+async def test_malformed_replies_are_retried_as_chain_errors_and_the_set_stays_exact(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, kind: str, method: str,
+    follow: bool,
+) -> None:
+    _traffic(chain_a, blocks=12)
+    if not follow:
+        chain_a.anvil.mine(30)  # everything below finality: the backfill path
+    with FaultProxy(chain_a.anvil.url) as proxy:
+        proxy.add(Fault(kind, method=method, times=3))
+        settings = _settings(tmp_path, database_url, chain_a, [proxy.url], finality=20)
+        await index_once(settings, engine)
+        assert proxy.fired[kind] >= 1
+    assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT])
+
+
+NEW = address_for("new-wallet-f")
+
+
+@pytest.mark.parametrize("added", ["wallet", "token"])
+async def test_backfilling_a_wallet_or_token_added_later_refuses_a_stale_fork_log_above_finality(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, added: str
+) -> None:
+    """The node serving the new target's backfill followed a fork that lost at one block below the cursor: its
+    log there (a transfer that never happened on the chain we indexed) is not accepted, as confirmed or later as
+    finalized; once the node agrees with the stored window the backfill gives the exact set."""
+    from chains.decoding import TRANSFER_TOPIC
+    from chains.errors import ChainError
+    from wallets import address_to_topic
+
+    _traffic(chain_a, blocks=12)
+    token = chain_a.tokens["usdc" if added == "wallet" else "dai"]
+    token.mint(CUSTOMER, 10**24)
+    token.transfer(CUSTOMER, NEW if added == "wallet" else DEPOSIT, 4_000 * 10 ** token.decimals())
+    chain_a.anvil.mine(3)
+    to = NEW if added == "wallet" else DEPOSIT
+    fake = {"address": token.address.lower(), "transactionHash": "0x" + "ee" * 32, "logIndex": "0x0",
+            "topics": [TRANSFER_TOPIC, address_to_topic(CUSTOMER), address_to_topic(to)],
+            "data": "0x" + f"{777 * 10 ** token.decimals():064x}"}
+    with FaultProxy(chain_a.anvil.url) as proxy:
+        cfg = chain_a.chain_config("a", rpc_urls=[proxy.url], request_timeout=1.0, max_retries=4, finality=30)
+        tokens = chain_a.token_configs("a")
+        wallets = [wallet(DEPOSIT, "dep"), wallet(HOT, "hot", "hot", "house")]
+        first = make_settings(tmp_path, database_url, [cfg], tokens if added == "wallet" else tokens[:2], wallets)
+        later = make_settings(tmp_path, database_url, [cfg], tokens,
+                              wallets + ([wallet(NEW, "new")] if added == "wallet" else []))
+        await index_once(first, engine)
+        cursor = await SqlWatcherStore(engine).load_cursor(chain_a.chain_id)
+        assert cursor is not None
+        proxy.add(Fault("stale_fork", times=None, block=cursor.number - 2, logs=(fake,)))
+        with pytest.raises(ChainError):
+            await index_once(later, engine)
+        assert proxy.fired["stale_fork"] >= 1
+        assert [r for r in await rows(engine, chain_a.chain_id) if r["tx_hash"] == fake["transactionHash"]] == []
+        proxy.clear()
+        chain_a.anvil.mine(40)  # everything finalizes
+        await index_once(later, engine)
+    all_rows = await rows(engine, chain_a.chain_id)
+    assert [r for r in all_rows if r["tx_hash"] == fake["transactionHash"]] == []
+    assert await indexed(engine, chain_a.chain_id) == chain_a.canonical_transfers([DEPOSIT, HOT, NEW])
+    assert {r["state"] for r in all_rows} == {"finalized"}
+
+
+@pytest.mark.parametrize("kind", ["missing_trie_node", "history_unavailable"])
+async def test_a_node_without_history_fails_over_and_with_none_the_check_says_an_archive_node_is_needed(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, kind: str
+) -> None:
+    from app.balance_check import check_chain
+    from app.errors import SettleError
+
+    _traffic(chain_a, blocks=6)
+    chain_a.anvil.mine(3)
+    with FaultProxy(chain_a.anvil.url) as pruned, FaultProxy(chain_a.anvil.url) as also_pruned:
+        pruned.add(Fault(kind, method="eth_call", times=None))
+        also_pruned.add(Fault(kind, method="eth_call", times=None))
+        settings = _settings(tmp_path, database_url, chain_a, [pruned.url, chain_a.anvil.url])
+        await index_once(settings, engine)
+        await assert_balances_agree(settings, engine)  # the second URL (an archive) answers
+        assert pruned.fired[kind] >= 1
+        settings = _settings(tmp_path, database_url, chain_a, [pruned.url, also_pruned.url])
+        with pytest.raises(SettleError, match="an archive node is needed") as raised:
+            await check_chain(settings, engine, settings.chains[0])
+    assert "SECRETKEY" not in str(raised.value)
+    assert also_pruned.fired[kind] >= 1
+
+
+@pytest.mark.parametrize("position", [0, 1])
+async def test_a_url_serving_another_chain_is_refused_at_start_naming_it_redacted(
+    chain_a: Devnet, chain_b: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, position: int
+) -> None:
+    from chains.errors import WrongChain
+
+    _traffic(chain_a, blocks=3)
+    with FaultProxy(chain_b.anvil.url, path="/v2/k3y") as other:
+        urls = [chain_a.anvil.url]
+        urls.insert(position, other.url)
+        settings = _settings(tmp_path, database_url, chain_a, urls)
+        with pytest.raises(WrongChain) as raised:
+            await index_once(settings, engine)
+    message = str(raised.value)
+    assert other.url.replace("/v2/k3y", "/v2/***") in message and "k3y" not in message
+    assert f"chain id {chain_b.chain_id}" in message and str(chain_a.chain_id) in message
+    assert await indexed(engine, chain_a.chain_id) == set()
+
+
+@pytest.mark.parametrize(("kind", "wrong"), [("usdc", 18), ("dai", 6)])
+async def test_a_token_configured_with_other_decimals_than_its_contract_is_a_start_up_error_naming_it(
+    chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, kind: str, wrong: int
+) -> None:
+    from app.indexer import StartupMismatch
+
+    _traffic(chain_a, blocks=3)
+    token = chain_a.tokens[kind]
+    tokens = [dict(t, decimals=wrong) if t["address"] == token.address else t for t in chain_a.token_configs("a")]
+    settings = make_settings(tmp_path, database_url, [chain_a.chain_config("a")], tokens,
+                             [wallet(DEPOSIT, "dep"), wallet(HOT, "hot", "hot", "house")])
+    with pytest.raises(StartupMismatch) as raised:
+        await index_once(settings, engine)
+    assert f"token {kind.upper()} {token.address}" in str(raised.value)
+    assert f"decimals = {wrong} but its contract's decimals() is {token.decimals()}" in str(raised.value)
+    assert await indexed(engine, chain_a.chain_id) == set()
+    from app.persistence import transfers_repo
+
+    async with engine.connect() as conn:
+        status = (await transfers_repo.chain_statuses(conn))[0]
+    assert f"token {kind.upper()} {token.address}" in status["last_error"]  # `settle chains` shows it too

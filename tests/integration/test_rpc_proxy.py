@@ -320,6 +320,37 @@ def test_batch_faults_apply_per_item_and_items_are_counted(chain: Chain, proxy: 
     assert httpx.post(proxy.url, json=batch).status_code == 429
 
 
+def test_malformed_reply_faults_break_only_the_shape_of_the_real_reply(chain: Chain, proxy: FaultProxy) -> None:
+    direct_block = result(chain.url, "eth_getBlockByNumber", ["0x1", False])
+    direct_logs = result(chain.url, "eth_getLogs", logs_filter(0, 3))
+    proxy.add(Fault("null_id", method="eth_blockNumber"), Fault("no_result", method="eth_chainId"),
+              Fault("missing_field", method="eth_getBlockByNumber"), Fault("missing_field"),
+              Fault("missing_field", method="eth_getBlockByNumber", field="hash"),
+              Fault("wrong_type", method="eth_blockNumber"), Fault("wrong_type"),
+              Fault("wrong_type", method="eth_getBlockByNumber"))
+    assert call(proxy.url, "eth_blockNumber").json() == {"jsonrpc": "2.0", "id": None, "result": hex(chain.head)}
+    assert call(proxy.url, "eth_chainId").json() == {"jsonrpc": "2.0", "id": 7}
+    block = result(proxy.url, "eth_getBlockByNumber", ["0x1", False])
+    assert block == {k: v for k, v in direct_block.items() if k != "parentHash"}
+    assert result(proxy.url, "eth_getLogs", logs_filter(0, 3)) == [
+        {k: v for k, v in e.items() if k != "logIndex"} for e in direct_logs]
+    assert "hash" not in result(proxy.url, "eth_getBlockByNumber", ["0x1", False])
+    assert result(proxy.url, "eth_blockNumber") == {"unexpected": True}
+    assert result(proxy.url, "eth_getLogs", logs_filter(0, 3)) == {"unexpected": True}
+    assert result(proxy.url, "eth_getBlockByNumber", ["0x1", False]) == "0xnot-a-block"
+    assert result(proxy.url, "eth_getLogs", logs_filter(0, 3)) == direct_logs  # every fault used up
+    assert proxy.fired == {"null_id": 1, "no_result": 1, "missing_field": 3, "wrong_type": 3}
+
+
+def test_non_json_answers_http_200_with_a_body_that_is_not_json(proxy: FaultProxy) -> None:
+    proxy.add(Fault("non_json", method="eth_chainId"))
+    reply = call(proxy.url, "eth_chainId")
+    assert reply.status_code == 200 and reply.text.startswith("upstream connect error")
+    with pytest.raises(ValueError):
+        reply.json()
+    assert call(proxy.url, "eth_chainId").json()["result"] == "0x7a69"
+
+
 def test_url_carries_the_path_and_other_paths_are_not_found(chain: Chain) -> None:
     with FaultProxy(chain.url, path="/v2/ALCHEMYKEY") as proxy:
         assert proxy.url.startswith("http://127.0.0.1:") and proxy.url.endswith("/v2/ALCHEMYKEY")

@@ -35,14 +35,14 @@ async def until(condition: Callable[[], Awaitable[object]], what: str, stop_afte
 
 
 @pytest.mark.parametrize(("kind", "method", "stops_indexing"), [
-    ("missing_header_field", "eth_getBlockByNumber", True),  # a KeyError nobody classifies
-    ("not_json", "*", True),                                  # every endpoint fails: a ChainError
+    ("missing_field", "eth_getBlockByNumber", True),  # a block without parentHash
+    ("non_json", "*", True),  # every endpoint fails: a ChainError
     ("null_id", "*", False),  # tolerated by the client today (replies in order); if ever refused, it must heal too
 ])
 async def test_a_watcher_survives_malformed_replies_and_health_tells_the_truth(
         chain_a: Devnet, engine: AsyncEngine, database_url: str, tmp_path: Path, kind: str, method: str,
         stops_indexing: bool) -> None:
-    token = chain_a.tokens["usdc" if kind != "not_json" else "dai"]
+    token = chain_a.tokens["usdc" if kind != "non_json" else "dai"]
     unit = 10 ** token.decimals()
     token.mint(CUSTOMER, 10**9 * unit)
     first = token.transfer(CUSTOMER, DEPOSIT, 1 * unit)

@@ -24,21 +24,26 @@ RANGE_KINDS = frozenset(
 """eth_getLogs range/size limits; they only ever match eth_getLogs items."""
 LOG_MUTATING_KINDS = frozenset({"empty_logs", "duplicate_log", "wrong_block_hash"})
 """Forward, then corrupt a non-empty log list; they never fire on an empty one."""
-FIXED_ERROR_KINDS = frozenset({"head_not_ready", "fatal", "unknown_block", "rate_limit_jsonrpc"})
+FIXED_ERROR_KINDS = frozenset({"head_not_ready", "fatal", "unknown_block", "rate_limit_jsonrpc", "missing_trie_node",
+                               "history_unavailable"})
 DELAY_KINDS = frozenset({"timeout", "slow"})
 HTTP_KINDS = frozenset({"http_429", "http_500"})
 LAGGING_HEAD = "lagging_head"
-MALFORMED_KINDS = frozenset({"null_id", "missing_header_field", "not_json"})
-"""Replies no node should send: `"id": null`, a block without its `hash` and `parentHash`, an HTTP 200 whose
-body is not JSON. Nothing classifies them in particular: the service must survive them anyway."""
-NOT_JSON_BODY = "<html><body>upstream maintenance</body></html>"
+MALFORMED_KINDS = frozenset({"null_id", "missing_field", "no_result", "wrong_type"})
+"""Forward, then break the reply's shape: `"id": null`, a field of the result removed (`Fault.field`; by default
+`parentHash` of a block, `logIndex` of each log), neither result nor error, or a result of the wrong JSON type."""
+NON_JSON = "non_json"
+"""HTTP 200 whose body is not JSON (a load balancer's page): answers the whole HTTP request."""
 LAG_METHODS = frozenset(
     {"eth_blockNumber", "eth_getBlockByNumber", "eth_getBlockByHash", GET_LOGS}
     | {"eth_getTransactionReceipt", "eth_getTransactionByHash"}
 )
 """Methods whose answer depends on the node's head: lagging_head matches them whatever `Fault.method` is."""
-KINDS = RANGE_KINDS | LOG_MUTATING_KINDS | FIXED_ERROR_KINDS | DELAY_KINDS | HTTP_KINDS | {LAGGING_HEAD}
-KINDS |= MALFORMED_KINDS
+STALE_FORK = "stale_fork"
+STALE_METHODS = frozenset({"eth_getBlockByNumber", "eth_getBlockByHash", GET_LOGS})
+"""Methods whose answer a stale_fork node changes: it matches them whatever `Fault.method` is."""
+KINDS = (RANGE_KINDS | LOG_MUTATING_KINDS | FIXED_ERROR_KINDS | DELAY_KINDS | HTTP_KINDS | MALFORMED_KINDS
+         | {LAGGING_HEAD, NON_JSON, STALE_FORK})
 
 DEFAULT_TIMEOUT_HOLD = 30.0
 """Seconds a `timeout` fault holds the request when `Fault.delay` is left at 0."""
@@ -48,6 +53,7 @@ HTML_429 = (
     "<h1>429 Too Many Requests</h1></center></body></html>"
 )
 TEXT_502 = "502 Bad Gateway\n"
+TEXT_NOT_JSON = "upstream connect error or disconnect/reset before headers. reset reason: overflow\n"
 BEYOND_HEAD = "block range extends beyond current head block"
 ALCHEMY_PAID = (
     "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range and no limit "
@@ -67,6 +73,9 @@ class Fault:
     `times` is how often it fires (None: on every matching request). `min_range` makes an eth_getLogs
     fault fire only when the requested span (toBlock - fromBlock + 1; 1 for a blockHash filter) exceeds
     it, like a provider limit. `delay` is in seconds (`timeout` holds 30 s when it is 0); `lag` is in blocks.
+    `field` is the result field a `missing_field` fault removes ("" for the default of the method).
+    `block`, `depth` and `logs` describe a `stale_fork` node: the `depth` blocks from number `block` on are other
+    blocks there, the first holding `logs` (log objects without blockNumber/blockHash, which the node fills in).
     """
 
     kind: str
@@ -75,6 +84,10 @@ class Fault:
     min_range: int = 0
     delay: float = 0.0
     lag: int = 0
+    field: str = ""
+    block: int = -1
+    depth: int = 1
+    logs: tuple[JsonObj, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -88,6 +101,8 @@ class Fault:
             return False
         if self.kind == LAGGING_HEAD:
             return method in LAG_METHODS
+        if self.kind == STALE_FORK:
+            return method in STALE_METHODS
         if (self.kind in RANGE_KINDS or self.kind in LOG_MUTATING_KINDS) and method != GET_LOGS:
             return False
         return self.method in ("*", method)
@@ -146,6 +161,11 @@ def fixed_error(kind: str, method: str) -> JsonObj:
         return {"code": -32601, "message": f"the method {method} does not exist/is not available"}
     if kind == "unknown_block":
         return {"code": -32000, "message": "unknown block"}
+    if kind == "missing_trie_node":  # geth (hash scheme) on a pruned node
+        return {"code": -32000, "message": "missing trie node 4a3b1e0c8d5f6a7b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d"
+                "9e0f1a2b (path ) state 0x4a3b1e0c is not available"}
+    if kind == "history_unavailable":  # geth (path scheme)
+        return {"code": -32000, "message": "historical state not available in path scheme yet"}
     if kind == "rate_limit_jsonrpc":  # Infura, once the daily quota is spent (HTTP 200)
         return {
             "code": -32005,
@@ -189,14 +209,23 @@ def mutate_logs(kind: str, reply: JsonObj) -> JsonObj:
     return {**reply, "result": logs}
 
 
-def malformed_reply(kind: str, reply: JsonObj) -> JsonObj:
-    """Corrupt the upstream's `reply` as a `null_id` or `missing_header_field` fault does."""
+def malformed_reply(kind: str, reply: JsonObj, field: str = "") -> JsonObj:
+    """Break the shape of a forwarded reply (see MALFORMED_KINDS); returns a new reply."""
     if kind == "null_id":
         return {**reply, "id": None}
-    if kind == "missing_header_field":
-        result = reply.get("result")
+    if kind == "no_result":
+        return {k: v for k, v in reply.items() if k not in ("result", "error")}
+    result = reply.get("result")
+    if kind == "wrong_type":
+        return {**reply, "result": {"unexpected": True} if isinstance(result, (list, str)) else "0xnot-a-block"}
+    if kind == "missing_field":
+        if isinstance(result, list):
+            name = field or "logIndex"
+            return {**reply, "result": [{k: v for k, v in e.items() if k != name} if isinstance(e, dict) else e
+                                        for e in result]}
         if isinstance(result, dict):
-            return {**reply, "result": {k: v for k, v in result.items() if k not in ("hash", "parentHash")}}
+            name = field or "parentHash"
+            return {**reply, "result": {k: v for k, v in result.items() if k != name}}
         return reply
     raise ValueError(f"{kind!r} is not a malformed-reply fault")
 
@@ -319,3 +348,4 @@ class LaggingNode:
         if tag in (None, "latest", "pending"):
             return head
         return max(await self._upstream.block_number(tag) - self._lag, 0)
+

@@ -8,7 +8,7 @@ It runs an aiohttp server on its own event loop in a daemon thread, so sync and 
 
 Faults are checked in the order added; for each request item the first one that matches and has firings
 left fires (see `rpc_faults` for the catalogue). Anything no fault touches is relayed unchanged. In a batch,
-faults apply per item, except that an HTTP-level fault (http_429, http_500) on any item answers the whole
+faults apply per item, except that an HTTP-level fault (http_429, http_500, non_json) on any item answers the whole
 HTTP request, and a delay on any item holds the whole response.
 """
 
@@ -33,9 +33,11 @@ from tests.support.rpc_faults import (
     LAGGING_HEAD,
     LOG_MUTATING_KINDS,
     MALFORMED_KINDS,
-    NOT_JSON_BODY,
+    NON_JSON,
     RANGE_KINDS,
+    STALE_FORK,
     TEXT_502,
+    TEXT_NOT_JSON,
     ArmedFault,
     Fault,
     JsonObj,
@@ -49,6 +51,7 @@ from tests.support.rpc_faults import (
     mutate_logs,
     range_error,
 )
+from tests.support.stale_fork import StaleForkNode
 
 __all__ = ["Fault", "FaultProxy", "dead_url"]
 
@@ -276,12 +279,14 @@ class FaultProxy:
             return _HttpReply(429, HTML_429, "text/html")
         if kind == "http_500":
             return _HttpReply(502, TEXT_502, "text/plain")
-        if kind == "not_json":
-            return _HttpReply(200, NOT_JSON_BODY, "text/html")
+        if kind == NON_JSON:
+            return _HttpReply(200, TEXT_NOT_JSON, "text/plain")
         if kind in MALFORMED_KINDS:
-            return malformed_reply(kind, await ex.reply())
+            return malformed_reply(kind, await ex.reply(), fault.field)
         if kind == LAGGING_HEAD:
             return await LaggingNode(ex.upstream, fault.lag).answer(ex.item)
+        if kind == STALE_FORK:
+            return await StaleForkNode(ex.upstream, fault).answer(ex.item)
         hold = (fault.delay or DEFAULT_TIMEOUT_HOLD) if kind == "timeout" else fault.delay
         if await self._hold(hold):
             return _HttpReply(503, "fault proxy stopping\n", "text/plain")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chains.classify import classify_rpc_error
-from chains.errors import Fatal, HeadNotReady, RangeTooLarge, RateLimited, Transient, UnknownBlock
+from chains.errors import Fatal, HeadNotReady, HistoryUnavailable, RangeTooLarge, RateLimited, Transient, UnknownBlock
 from chains.redaction import redact_url, scrub
 
 
@@ -38,6 +38,9 @@ from chains.redaction import redact_url, scrub
         (-32000, "after last accepted block", HeadNotReady, None, None),
         (-32000, "unknown block", UnknownBlock, None, None),
         (-32601, "the method eth_getLogs does not exist/is not available", Fatal, None, None),
+        (3, "execution reverted", Fatal, None, None),
+        (-32000, "missing trie node 4a3b (path ) state 0x4a3b is not available", HistoryUnavailable, None, None),
+        (-32000, "historical state not available in path scheme yet", HistoryUnavailable, None, None),
         (-32603, "internal error", Transient, None, None),
     ],
 )
@@ -60,6 +63,30 @@ def test_provider_messages_are_classified(code, message, kind, suggested, max_ra
 )
 def test_urls_are_redacted(url: str, redacted: str) -> None:
     assert redact_url(url) == redacted
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted", "secrets"),
+    [  # secrets shorter than 16 characters: in a path segment, a query value, a bare query, user info
+        ("https://example.quiknode.pro/abc123/", "https://example.quiknode.pro/***/", ["abc123"]),
+        ("https://eth-mainnet.g.alchemy.com/v2/k3y", "https://eth-mainnet.g.alchemy.com/v2/***", ["k3y"]),
+        ("https://rpc.ankr.com/eth/abcd", "https://rpc.ankr.com/eth/***", ["abcd"]),
+        ("https://node.example/rpc/MySecret", "https://node.example/rpc/***", ["MySecret"]),
+        ("https://eth-mainnet.blastapi.io/1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901",
+         "https://eth-mainnet.blastapi.io/***", ["1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901"]),
+        ("https://node.example/rpc?s3cr3t", "https://node.example/rpc?***", ["s3cr3t"]),
+        ("https://node.example/?a=1&key=xy", "https://node.example/?a=***&key=***", ["xy"]),
+        ("https://tok@node.example/", "https://***@node.example/", ["tok"]),
+        ("https://u:pw@node.example:8545/eth", "https://***@node.example:8545/eth", ["pw"]),
+        ("https://arbitrum-mainnet.infura.io/v3/short", "https://arbitrum-mainnet.infura.io/v3/***", ["short"]),
+    ],
+)
+def test_secrets_of_any_length_are_redacted_from_urls_and_text(url: str, redacted: str, secrets: list[str]) -> None:
+    assert redact_url(url) == redacted
+    text = scrub(f"POST {url} failed; retrying {url} (key {secrets[-1]})", [url])
+    assert text == f"POST {redacted} failed; retrying {redacted} (key ***)" or len(secrets[-1]) < 4
+    assert all(s not in text.replace(redacted, "") for s in secrets if len(s) >= 4)
+    assert url not in text and text.count(redacted) == 2
 
 
 def test_scrub_removes_secrets_even_out_of_their_url() -> None:
