@@ -20,33 +20,16 @@ from app.reconciler import reconcile_once
 from app.records import ingest
 from app.settings import Settings
 from tests.support.harness import Devnet, address_for, index_once, make_settings, wallet
+from tests.support.recon_rows import WHEN, ReconRows
 
-USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
 DEP = address_for("life-dep")
 CUSTOMER = address_for("life-customer")
-WHEN = datetime(2026, 11, 26, 9, tzinfo=UTC)
 LATER = WHEN + timedelta(days=4)
 R = resolutions.ReasonCode
 
 
-def _settings(tmp_path: Path, url: str) -> Settings:
-    return Settings(database_url=url, data_dir=tmp_path, chains=[
-        {"name": "eth", "chain_id": 1, "rpc_urls": ["http://127.0.0.1:1"]}],
-        tokens=[{"chain": "eth", "address": USDC, "symbol": "USDC", "decimals": 6}],
-        wallets=[{"address": DEP, "label": "d", "kind": "deposit", "segregation": "customer"}])  # type: ignore[list-item]
-
-
-def _transfer(i: int, amount: int) -> dict:
-    return {"id": i, "chain_id": 1, "token": USDC, "sender": CUSTOMER, "recipient": DEP, "amount": amount,
-            "tx_hash": f"0x{i:064x}", "log_index": 0, "block_number": i, "block_hash": f"0x{i:064x}",
-            "block_time": WHEN, "state": "finalized", "seen_at": WHEN, "confirmed_at": WHEN, "finalized_at": WHEN}
-
-
-def _record(ext: str, amount: int, created: datetime) -> dict:
-    return {"source": "core", "external_id": ext, "version": 1, "kind": "deposit", "chain_id": 1, "token": USDC,
-            "amount": amount, "wallet": DEP, "counterparty": None, "tx_hash": None, "log_index": None,
-            "reference": None, "segregation": "customer", "status": "completed", "created_at": created,
-            "expected_by": None, "ingested_at": created}
+ROWS = ReconRows(DEP, CUSTOMER)
+_settings, _transfer, _record = ROWS.settings, ROWS.transfer, ROWS.record
 
 
 async def _break(engine: AsyncEngine, break_id: int) -> dict:
