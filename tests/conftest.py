@@ -68,6 +68,15 @@ def devnet_b() -> Iterator[Devnet]:
 
 
 @pytest.fixture
+def fresh_chain_a() -> Iterator[Devnet]:
+    """A new anvil for one test. anvil 1.7.1 sometimes rebuilds a deep `anvil_reorg` (depth 10) from a state that
+    lacks the contracts' code once the node has run many snapshot/revert cycles (seen: `eth_getCode` is `0x` right
+    after the reorg, on the sixth reorg test of one node; never on a fresh node). Modules whose tests reorg deeply
+    take this instead of the shared node."""
+    yield from _devnet(31_001)
+
+
+@pytest.fixture
 def chain_a(devnet_a: Devnet) -> Iterator[Devnet]:
     with devnet_a.isolated():
         yield devnet_a

@@ -29,6 +29,12 @@ HOT = address_for("hot-r")
 CUSTOMER = address_for("customer-r")
 
 
+
+@pytest.fixture
+def chain_a(fresh_chain_a: Devnet) -> Devnet:
+    """Every test here reorgs: each gets its own anvil (see `fresh_chain_a`)."""
+    return fresh_chain_a
+
 def _settings(tmp_path: Path, url: str, chain: Devnet, **overrides: object):
     return make_settings(tmp_path, url, [chain.chain_config("a", **overrides)], chain.token_configs("a"),
                          [wallet(DEPOSIT, "dep"), wallet(HOT, "hot", "hot", "house")])
