@@ -34,20 +34,10 @@ async def chain_lock(engine: AsyncEngine, chain_id: int, lock_dir: Path) -> Asyn
                 await conn.commit()
         return
     lock_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_dir / f"chain-{chain_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise WatcherLocked(f"another watcher holds the lock for chain {chain_id}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    async with _file_lock(lock_dir / f"chain-{chain_id}.lock", wait=False) as taken:
+        if not taken:
+            raise WatcherLocked(f"another watcher holds the lock for chain {chain_id}")
+        yield
 
 
 RECONCILER_LOCK_POLL = 0.05  # seconds between tries while another process reconciles
@@ -63,16 +53,29 @@ async def reconciler_lock(engine: AsyncEngine) -> AsyncIterator[None]:
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         yield
         return
-    fd = os.open(f"{database}.reconciler.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    async with _file_lock(Path(f"{database}.reconciler.lock"), wait=True):
+        yield
+
+
+@asynccontextmanager
+async def _file_lock(path: Path, *, wait: bool) -> AsyncIterator[bool]:
+    """An exclusive flock on `path` held for the block (the holder's pid written into it). `wait`: poll until it
+    is free (a cancelled wait leaves nothing behind); else yield False at once when another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                await asyncio.sleep(RECONCILER_LOCK_POLL)  # polled, so that a cancelled wait leaves nothing behind
+                if not wait:
+                    yield False
+                    return
+                await asyncio.sleep(RECONCILER_LOCK_POLL)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
